@@ -1,0 +1,308 @@
+"""What every async database shares, whatever its driver.
+
+:class:`AsyncDatabase` is mixed in front of one of peewee's database classes.
+The peewee half keeps serving synchronous code exactly as before ("sync will
+remain sync"), guarded by ``allow_sync``; the async half owns a driver pool
+(:mod:`peewee_async.databases.pool`) and the task-local transaction state
+(:mod:`peewee_async.transactions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import peewee
+
+from ..cursor import FetchedCursor
+from ..errors import SyncQueryError, TransactionError
+from .pool import Pool
+
+if TYPE_CHECKING:
+    from ..transactions import TaskTransactions, Transaction
+
+query_logger = logging.getLogger("peewee")
+logger = logging.getLogger("peewee.async")
+
+AllowSync = bool | int
+
+
+class AsyncDatabase:
+    """Mixin giving a peewee database an async connection pool and the sync guard.
+
+    :param max_connections: most connections the async pool opens (1 for the
+        non-pooled classes, where concurrent tasks take turns on one connection).
+    :param min_connections: connections opened when the pool starts.
+    :param acquire_timeout: seconds a query waits for a free connection before
+        :class:`~peewee_async.PoolTimeout`; ``None`` waits for ever.
+    :param connect_timeout: seconds one new connection may take to open.
+    """
+
+    pool_class: ClassVar[type[Pool]]
+    default_max_connections: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        database: str | None,
+        *args: Any,
+        max_connections: int | None = None,
+        min_connections: int = 1,
+        acquire_timeout: float | None = 30.0,
+        connect_timeout: float | None = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        max_connections = self.default_max_connections if max_connections is None else max_connections
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections!r}")
+        if not 0 <= min_connections <= max_connections:
+            raise ValueError(
+                f"min_connections must be between 0 and max_connections={max_connections}, "
+                f"got {min_connections!r}"
+            )
+        self.max_connections = max_connections
+        self.min_connections = min_connections
+        self.acquire_timeout = acquire_timeout
+        self.connect_timeout = connect_timeout
+        self._allow_sync: AllowSync = True
+        self._pool: Pool | None = None
+        self._pool_opening: asyncio.Task[Pool] | None = None
+        # Which transaction, if any, the running task has open on this database.
+        # A child task inherits the value but not the transaction: the value
+        # names its owner task (see transactions.TaskTransactions).
+        self._task_transactions: contextvars.ContextVar[TaskTransactions | None] = contextvars.ContextVar(
+            f"peewee_async_transactions_{id(self)}", default=None
+        )
+        self._open_transactions = 0
+        super().__init__(database, *args, **kwargs)  # type: ignore[call-arg]
+
+    # -- description -----------------------------------------------------
+
+    def describe(self) -> str:
+        """``ClassName('name' on host:port)``, for error messages."""
+        params = getattr(self, "connect_params", {})
+        where = ""
+        if "host" in params or "port" in params:
+            where = f" on {params.get('host', 'localhost')}:{params.get('port', 'default port')}"
+        return f"{type(self).__name__}({getattr(self, 'database', None)!r}{where})"
+
+    # -- the sync guard --------------------------------------------------
+
+    @property
+    def allow_sync(self) -> AllowSync:
+        """``True`` (sync queries run), ``False`` (they raise) or a logging level (they log)."""
+        return self._allow_sync
+
+    @allow_sync.setter
+    def allow_sync(self, value: AllowSync) -> None:
+        if not isinstance(value, int):
+            raise TypeError(
+                f"allow_sync takes True, False or a logging level such as logging.WARNING, got {value!r}"
+            )
+        self._allow_sync = value
+
+    def set_allow_sync(self, value: AllowSync) -> None:
+        """Same as assigning :attr:`allow_sync`."""
+        self.allow_sync = value
+
+    def _check_sync(self, sql: str) -> None:
+        allowed = self._allow_sync
+        if allowed is True:
+            return
+        if allowed is False:
+            raise SyncQueryError(
+                f"Synchronous query on {self.describe()} while allow_sync is False: {sql}\n"
+                "Run it through the async API instead (e.g. `await objects.execute(query)`, "
+                "`await objects.get(Model, ...)`, `async with objects.atomic():`), or allow it "
+                "for a block with `with objects.allow_sync():`."
+            )
+        logger.log(allowed, "Synchronous query on %s: %s", self.describe(), sql)
+
+    def execute_sql(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        self._check_sync(sql)
+        return super().execute_sql(sql, *args, **kwargs)  # type: ignore[misc]
+
+    # peewee sends BEGIN, COMMIT and ROLLBACK straight to a cursor, not through
+    # execute_sql, so the guard has to stand at each of them too.
+
+    def begin(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_sync("BEGIN")
+        return super().begin(*args, **kwargs)  # type: ignore[misc]
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_sync("COMMIT")
+        return super().commit(*args, **kwargs)  # type: ignore[misc]
+
+    def rollback(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_sync("ROLLBACK")
+        return super().rollback(*args, **kwargs)  # type: ignore[misc]
+
+    # -- the async pool --------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the async pool is open on the running (or last used) event loop."""
+        return self._pool is not None
+
+    @property
+    def pool(self) -> Pool | None:
+        """The async pool, once a query or :meth:`connect_async` has opened it."""
+        return self._pool
+
+    async def connect_async(self, loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None) -> None:
+        """Open the async pool now rather than at the first query.
+
+        ``loop`` is accepted for compatibility with 0.x and must be the running
+        loop if given; ``timeout`` bounds how long opening may take.
+        """
+        running = asyncio.get_running_loop()
+        if loop is not None and loop is not running:
+            raise RuntimeError(
+                "connect_async(loop=...) must name the running event loop; the pool always "
+                "opens on the loop that awaits it, so the argument can simply be dropped."
+            )
+        await self._get_pool(timeout)
+
+    async def close_async(self) -> None:
+        """Close every async connection. The database reopens at the next query."""
+        if self._open_transactions:
+            raise TransactionError(
+                f"Cannot close {self.describe()}: {self._open_transactions} transaction(s) "
+                "are still open. Let their `async with` blocks finish first."
+            )
+        opening, self._pool_opening = self._pool_opening, None
+        pool, self._pool = self._pool, None
+        if opening is not None and pool is None and not opening.done():
+            opening.cancel()
+        if pool is not None:
+            if pool.loop is asyncio.get_running_loop():
+                await pool.close(self.acquire_timeout)
+            # else: the pool's loop is gone, and its sockets went with it.
+
+    async def _get_pool(self, timeout: float | None = None) -> Pool:
+        pool = self._pool
+        loop = asyncio.get_running_loop()
+        if pool is not None and pool.loop is loop:
+            return pool
+        if pool is not None:
+            self._forget_pool_of_other_loop(pool)
+        opening = self._pool_opening
+        if opening is None or opening.get_loop() is not loop:
+            opening = self._pool_opening = loop.create_task(self._open_pool(timeout))
+        try:
+            # Shielded: one waiter's cancellation must not abort the opening
+            # that other tasks are waiting for too.
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and self._pool_opening is opening:
+                self._pool_opening = None
+            raise
+
+    def _forget_pool_of_other_loop(self, pool: Pool) -> None:
+        if not pool.loop.is_closed() and pool.loop.is_running():
+            raise RuntimeError(
+                f"{self.describe()} is in use on another running event loop. A database's "
+                "async connections belong to one loop: create one database object per loop, "
+                "or close_async() it on the first loop before using it on another."
+            )
+        # The old loop has stopped; its connections cannot be used or closed
+        # from here. Drop them and open anew on this loop.
+        self._pool = None
+
+    async def _open_pool(self, timeout: float | None) -> Pool:
+        if getattr(self, "deferred", False):
+            raise peewee.InterfaceError(
+                "Error, database must be initialized before opening a connection: "
+                "call database.init(name, ...) first."
+            )
+        pool = self.pool_class(self, self.min_connections, self.max_connections, self.acquire_timeout)
+        timeout = timeout if timeout is not None else self.connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                with peewee.__exception_wrapper__:
+                    await pool.open(self.connect_timeout)
+        except TimeoutError:
+            await pool.close(0)
+            raise peewee.OperationalError(
+                f"Could not connect to {self.describe()} within {timeout}s."
+            ) from None
+        if getattr(self, "server_version", None) is None:
+            # peewee reads the server version at its sync connect(), and the
+            # version changes the SQL it writes (e.g. MySQL's compound-select
+            # parentheses): read it before the first async query is compiled.
+            conn = await pool.acquire()
+            try:
+                self._set_server_version(pool.driver_connection(conn))  # type: ignore[attr-defined]
+            finally:
+                pool.release(conn)
+        self._pool = pool
+        return pool
+
+    # -- task-local transactions ----------------------------------------
+
+    def _current_transactions(self) -> TaskTransactions | None:
+        """The transactions the running task holds open on this database, if any."""
+        state = self._task_transactions.get()
+        if state is None:
+            return None
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            return None
+        return state if state.task is task else None
+
+    def in_transaction_async(self) -> bool:
+        """Whether the running task is inside ``atomic()``/``transaction()`` on this database."""
+        return self._current_transactions() is not None
+
+    def atomic_async(self) -> Transaction:
+        """Async context manager like peewee's ``atomic()``: a transaction, or a savepoint when nested."""
+        from ..transactions import Transaction
+
+        return Transaction(self, "atomic")
+
+    def transaction_async(self) -> Transaction:
+        """Async context manager like peewee's ``transaction()``."""
+        from ..transactions import Transaction
+
+        return Transaction(self, "transaction")
+
+    def savepoint_async(self, sid: str | None = None) -> Transaction:
+        """Async context manager like peewee's ``savepoint()``; needs an open transaction."""
+        from ..transactions import Transaction
+
+        return Transaction(self, "savepoint", sid=sid)
+
+    # -- running SQL -----------------------------------------------------
+
+    async def execute_sql_async(self, sql: str, params: Sequence[Any] | None = None) -> FetchedCursor:
+        """Run one statement and return its fetched result.
+
+        Inside the running task's transaction it runs on that transaction's
+        connection; otherwise it borrows a connection for this statement only.
+        """
+        params = params or ()
+        if query_logger.isEnabledFor(logging.DEBUG):
+            query_logger.debug((sql, params))
+        hooks = getattr(self, "query_hooks", None)
+        start = time.perf_counter() if hooks else 0.0
+        error: Exception | None = None
+        try:
+            held = self._current_transactions()
+            if held is not None:
+                return await held.pool.execute(held.connection, sql, params)
+            pool = await self._get_pool()
+            conn = await pool.acquire()
+            try:
+                return await pool.execute(conn, sql, params)
+            finally:
+                pool.release(conn)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            if hooks:
+                self._notify_hooks(sql, params, start, error)  # type: ignore[attr-defined]

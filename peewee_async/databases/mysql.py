@@ -1,0 +1,107 @@
+"""MySQL and MariaDB on aiomysql: the pool hooks and the database classes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import peewee
+
+from ..cursor import FetchedCursor
+from .base import AsyncDatabase
+from .pool import Pool
+
+try:
+    import aiomysql
+except ImportError:  # pragma: no cover - reported when a pool opens
+    aiomysql = None
+
+# peewee passes pymysql-style connect arguments; aiomysql names two of them otherwise.
+_RENAMED_PARAMS = {"passwd": "password", "database": "db"}
+
+
+class AiomysqlPool(Pool):
+    """A pool of aiomysql connections in autocommit mode."""
+
+    _pool: Any = None
+
+    async def open(self, timeout: float | None) -> None:
+        if aiomysql is None:
+            raise peewee.ImproperlyConfigured(
+                "MySQL support needs aiomysql: pip install 'peewee-async[mysql]'"
+            )
+        db = self.database
+        params = {_RENAMED_PARAMS.get(k, k): v for k, v in db.connect_params.items()}  # type: ignore[attr-defined]
+        params["db"] = db.database  # type: ignore[attr-defined]
+        params["autocommit"] = True
+        if timeout:
+            params.setdefault("connect_timeout", timeout)
+        self._pool = await aiomysql.create_pool(minsize=self.min_size, maxsize=self.max_size, **params)
+
+    async def _acquire_raw(self) -> Any:
+        return await self._pool.acquire()
+
+    def _release_raw(self, conn: Any) -> None:
+        self._pool.release(conn)
+
+    def _close_raw(self, conn: Any) -> None:
+        conn.close()
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed)
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.get_transaction_status())
+
+    async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
+        cursor = await conn.cursor()
+        try:
+            await cursor.execute(sql, params or None)
+            description = cursor.description
+            rows = await cursor.fetchall() if description is not None else ()
+            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        finally:
+            await cursor.close()
+
+    async def _close_all(self, timeout: float | None) -> None:
+        if self._pool is None:
+            return
+        self._pool.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._pool.wait_closed()
+        except TimeoutError:
+            self._pool.terminate()
+            await self._pool.wait_closed()
+
+    @property
+    def size(self) -> int:
+        return int(self._pool.size) if self._pool is not None else 0
+
+    @property
+    def freesize(self) -> int:
+        return int(self._pool.freesize) if self._pool is not None else 0
+
+
+class MySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):
+    """MySQL/MariaDB for sync peewee and for async code on one aiomysql connection.
+
+    Concurrent tasks take turns on the one connection; use
+    :class:`PooledMySQLDatabase` to run them side by side. Example::
+
+        database = MySQLDatabase('test', user='root', host='127.0.0.1')
+    """
+
+    pool_class = AiomysqlPool
+
+
+class PooledMySQLDatabase(MySQLDatabase):
+    """MySQL/MariaDB with a pool of up to ``max_connections`` (default 20) async connections.
+
+    Example::
+
+        database = PooledMySQLDatabase('test', max_connections=10)
+    """
+
+    default_max_connections = 20

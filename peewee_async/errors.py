@@ -1,0 +1,32 @@
+"""Exceptions of peewee-async.
+
+Every error we raise ourselves is a subclass of one of peewee's, so code that
+already catches ``peewee.OperationalError`` or ``peewee.InterfaceError`` keeps
+working. Driver errors are translated to peewee's classes by
+:mod:`peewee_async.databases.base`.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+
+class SyncQueryError(peewee.InterfaceError, AssertionError):
+    """A synchronous query ran while the database forbids them.
+
+    Raised when ``database.allow_sync`` is ``False``. It subclasses
+    ``AssertionError`` because the 0.x releases raised a bare assertion there,
+    and ``peewee.InterfaceError`` because it is a misuse of the interface.
+    """
+
+
+class PoolTimeout(peewee.OperationalError):
+    """No connection became free within the database's ``acquire_timeout``."""
+
+
+class TransactionError(peewee.InterfaceError):
+    """A transaction context manager was used in a way that cannot work."""
+
+
+class WrongDatabaseError(peewee.InterfaceError):
+    """A query's model is bound to a database other than the one asked to run it."""

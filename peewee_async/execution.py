@@ -1,0 +1,132 @@
+"""Running one peewee query asynchronously.
+
+peewee writes the SQL and builds the results; we only run the statement. Each
+function below follows the sync method of peewee named in its docstring, with
+the driver call awaited: the query is compiled by the database's own SQL
+context, the rows come back as a :class:`~peewee_async.cursor.FetchedCursor`,
+and peewee's cursor wrapper and ``handle_result`` turn them into what the sync
+``query.execute()`` returns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import peewee
+
+from .cursor import FetchedCursor
+from .errors import WrongDatabaseError
+
+if TYPE_CHECKING:
+    from .databases.base import AsyncDatabase
+
+
+def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatabase:
+    """The async database that runs ``query``, with an error naming the fix if there is none.
+
+    A query runs on the database its model is bound to. ``expected`` (a
+    Manager's database) must be that database, or stands in for it when the
+    model is bound to none.
+    """
+    from .databases.base import AsyncDatabase
+
+    bound = getattr(query, "_database", None)
+    if isinstance(bound, peewee.DatabaseProxy):
+        bound = bound.obj
+    if bound is None:
+        bound = expected
+    elif expected is not None and bound is not expected:
+        raise WrongDatabaseError(
+            f"The query's model is bound to {_describe(bound)}, not to this manager's "
+            f"{expected.describe()}. Bind the model to the manager's database "
+            "(class Meta: database = ...) or run the query through a Manager of its own database."
+        )
+    if bound is None:
+        raise WrongDatabaseError(
+            "The query is bound to no database. Give its model a database "
+            "(class Meta: database = ...) or run it through a Manager."
+        )
+    if not isinstance(bound, AsyncDatabase):
+        raise WrongDatabaseError(
+            f"{_describe(bound)} is a sync peewee database. Use the database classes of "
+            "peewee_async (e.g. peewee_async.PostgresqlDatabase) to run queries asynchronously."
+        )
+    return bound
+
+
+def _describe(database: Any) -> str:
+    if hasattr(database, "describe"):
+        return str(database.describe())
+    return f"{type(database).__name__}({getattr(database, 'database', None)!r})"
+
+
+async def execute(database: AsyncDatabase, query: Any) -> Any:
+    """Run any peewee query; the result is what sync ``query.execute()`` gives, fully read.
+
+    select, compound select and raw query: a list of rows of the query's row
+    type (model instances, dicts, tuples, named tuples); insert: the new
+    primary key (or a list of returned rows); update and delete: the row count
+    (or a list of returned rows).
+    """
+    if isinstance(query, peewee.Insert):
+        return await _execute_insert(database, query)
+    if isinstance(query, peewee._WriteQuery):
+        return await _execute_write(database, query)
+    return await _execute_select(database, query)
+
+
+async def fetch(database: AsyncDatabase, query: Any) -> FetchedCursor:
+    """Compile ``query`` with the database's SQL context and run it, like ``Database.execute``."""
+    await database._get_pool()  # peewee's SQL may depend on the server version read at open
+    sql, params = database.get_sql_context().sql(query).query()  # type: ignore[attr-defined]
+    return await database.execute_sql_async(sql, params)
+
+
+async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
+    """``BaseQuery._execute``: rows through the query's own cursor wrapper."""
+    if getattr(query, "_load_tree", None):
+        raise NotImplementedError(
+            "with_related() loads its relations with more sync queries; run the query with "
+            "`await objects.prefetch(query, RelatedModel)` instead."
+        )
+    cursor = await fetch(database, query)
+    return _fill(query, cursor)
+
+
+def _fill(query: Any, cursor: FetchedCursor) -> Any:
+    wrapper = query._get_cursor_wrapper(cursor)
+    wrapper.fill_cache()
+    # Iterating the query later reads this cache instead of running it again.
+    query._cursor_wrapper = wrapper
+    return list(wrapper.row_cache)
+
+
+async def _execute_insert(database: AsyncDatabase, query: Any) -> Any:
+    """``Insert._execute``: RETURNING the primary key where the database supports it."""
+    if query._as_rowcount:
+        # A RETURNING clause would change the row count on some databases.
+        if not query._return_cursor:
+            query._returning = None
+    elif query._returning is None and database.returning_clause:  # type: ignore[attr-defined]
+        primary_key = query.table._primary_key
+        if primary_key is not None:
+            query._returning = (primary_key,)
+            query._row_type = peewee.ROW.TUPLE
+    try:
+        return await _execute_write(database, query)
+    except query.DefaultValuesException:
+        return None  # peewee's answer for an insert with nothing to insert
+
+
+async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
+    """``_WriteQuery._execute`` and ``handle_result``: a row count, a key, or returned rows."""
+    cursor = await fetch(database, query)
+    if not query._returning:
+        return query.handle_result(database, cursor)
+    wrapper = query._get_cursor_wrapper(cursor)
+    query._cursor_wrapper = wrapper
+    result = query.handle_result(database, wrapper)
+    if result is wrapper:
+        wrapper.fill_cache()
+        return list(wrapper.row_cache)
+    return result

@@ -1,0 +1,234 @@
+"""Task-local transactions: ``atomic()``, ``transaction()`` and ``savepoint()``.
+
+The task that enters the outermost block takes a connection from the pool and
+keeps it until the block ends; every query that task runs meanwhile goes to
+that connection. The running task's state lives in a ``ContextVar`` of the
+database. A task spawned inside the block copies the context, but the state
+names its owner task, so the child sees no transaction and runs its queries on
+a connection of its own, outside the parent's transaction:
+
+=====================================  ===========================================
+who runs the query                     where it runs
+=====================================  ===========================================
+the task that entered ``atomic()``     the transaction's connection
+a task it spawned (``gather``,         its own connection, autocommit; it may open
+``create_task``, ``wait_for`` on 3.11)  its own transaction
+any other task                         its own connection, autocommit
+=====================================  ===========================================
+
+Each block is a small state machine (new, active, finished): a block object is
+entered once, and an exit that does not match the innermost open block raises
+:class:`~peewee_async.errors.TransactionError` instead of corrupting the stack.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import TransactionError
+
+if TYPE_CHECKING:
+    import asyncio
+    import contextvars
+
+    from .databases.base import AsyncDatabase
+    from .databases.pool import Pool
+
+Kind = Literal["atomic", "transaction", "savepoint"]
+
+
+class TaskTransactions:
+    """The connection one task holds for its open transaction, and the blocks open on it."""
+
+    __slots__ = ("task", "pool", "connection", "blocks")
+
+    def __init__(self, task: asyncio.Task[Any], pool: Pool, connection: Any) -> None:
+        self.task = task
+        self.pool = pool
+        self.connection = connection
+        self.blocks: list[Transaction] = []
+
+
+class _Status(enum.Enum):
+    NEW = "new"
+    ACTIVE = "active"
+    FINISHED = "finished"
+
+
+class _Role(enum.Enum):
+    ROOT = "root"  # BEGIN ... COMMIT/ROLLBACK on a connection of its own
+    SAVEPOINT = "savepoint"  # SAVEPOINT ... RELEASE/ROLLBACK TO inside a transaction
+    JOINED = "joined"  # transaction() inside a transaction: part of the outer one
+
+
+class Transaction:
+    """One ``async with`` block of ``atomic()``, ``transaction()`` or ``savepoint()``.
+
+    ``atomic()`` is a transaction when no transaction is open in the running
+    task, and a savepoint inside one. ``transaction()`` inside a transaction
+    joins the outer one, as in peewee. ``savepoint()`` needs an open
+    transaction. Inside the block, ``await block.commit()`` and ``await
+    block.rollback()`` end the work so far and start anew, as peewee's do.
+    """
+
+    def __init__(self, database: AsyncDatabase, kind: Kind, sid: str | None = None) -> None:
+        self.database = database
+        self.kind = kind
+        self.sid = sid
+        self._status = _Status.NEW
+        self._role: _Role | None = None
+        self._held: TaskTransactions | None = None
+        self._token: contextvars.Token[TaskTransactions | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}() on {self.database.describe()}: {self._status.value}>"
+
+    # -- entering ----------------------------------------------------------
+
+    async def __aenter__(self) -> Transaction:
+        if self._status is not _Status.NEW:
+            raise TransactionError(
+                f"This {self.kind}() block was entered already; create a new one for each "
+                "`async with`, e.g. `async with objects.atomic():`."
+            )
+        held = self.database._current_transactions()
+        if held is None:
+            if self.kind == "savepoint":
+                raise TransactionError(
+                    "savepoint() needs an open transaction in the running task; use atomic(), "
+                    "which opens a transaction, or a savepoint when nested."
+                )
+            held = await self._begin_root()
+        elif self.kind == "transaction":
+            self._role = _Role.JOINED
+        else:
+            self._role = _Role.SAVEPOINT
+            self.sid = self.sid or "s" + uuid.uuid4().hex
+            await self._run(held, f"SAVEPOINT {self._quoted_sid()}")
+        self._held = held
+        held.blocks.append(self)
+        self._status = _Status.ACTIVE
+        return self
+
+    async def _begin_root(self) -> TaskTransactions:
+        import asyncio
+
+        db = self.database
+        pool = await db._get_pool()
+        conn = await pool.acquire()
+        try:
+            await pool.execute(conn, "BEGIN", ())
+        except BaseException:
+            pool.release(conn)  # rolls back if BEGIN got through
+            raise
+        task = asyncio.current_task()
+        assert task is not None  # we are awaited, so a task runs us
+        held = TaskTransactions(task, pool, conn)
+        self._token = db._task_transactions.set(held)
+        db._open_transactions += 1
+        self._role = _Role.ROOT
+        return held
+
+    # -- leaving -----------------------------------------------------------
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        held = self._active_blocks("leave")
+        held.blocks.pop()
+        self._status = _Status.FINISHED
+        if self._role is _Role.ROOT:
+            await self._end_root(held, failed=exc_type is not None)
+        elif self._role is _Role.SAVEPOINT:
+            if exc_type is not None:
+                await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
+            else:
+                try:
+                    await self._run(held, f"RELEASE SAVEPOINT {self._quoted_sid()}")
+                except Exception:
+                    await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
+                    raise
+
+    async def _end_root(self, held: TaskTransactions, failed: bool) -> None:
+        # Whatever happens here, including a cancellation, the finally gives the
+        # connection back and forgets the transaction. The pool rolls back a
+        # connection that is still inside a transaction and drops one whose
+        # statement was interrupted, so nothing half-done is ever reused.
+        try:
+            if held.pool.is_interrupted(held.connection):
+                return  # closing it is the rollback; never write to a broken protocol
+            if failed:
+                await self._run(held, "ROLLBACK")
+            else:
+                try:
+                    await self._run(held, "COMMIT")
+                except Exception:
+                    if not held.pool.is_interrupted(held.connection):
+                        await self._run(held, "ROLLBACK")
+                    raise
+        finally:
+            db = self.database
+            db._open_transactions -= 1
+            if self._token is not None:
+                db._task_transactions.reset(self._token)
+                self._token = None
+            held.pool.release(held.connection)
+
+    # -- ending early, starting anew --------------------------------------
+
+    async def commit(self, begin: bool = True) -> None:
+        """Commit the work so far; with ``begin`` (the default) a new one starts at once."""
+        held = self._active_blocks("commit")
+        if self._role is _Role.SAVEPOINT:
+            await self._run(held, f"RELEASE SAVEPOINT {self._quoted_sid()}")
+            if begin:
+                await self._run(held, f"SAVEPOINT {self._quoted_sid()}")
+        else:
+            await self._run(held, "COMMIT")
+            if begin:
+                await self._run(held, "BEGIN")
+
+    async def rollback(self, begin: bool = True) -> None:
+        """Roll back the work so far; with ``begin`` (the default) a new one starts at once."""
+        held = self._active_blocks("rollback")
+        if self._role is _Role.SAVEPOINT:
+            await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
+        else:
+            await self._run(held, "ROLLBACK")
+            if begin:
+                await self._run(held, "BEGIN")
+
+    # -- helpers -----------------------------------------------------------
+
+    def _active_blocks(self, action: str) -> TaskTransactions:
+        held = self._held
+        if self._status is not _Status.ACTIVE or held is None:
+            raise TransactionError(
+                f"Cannot {action} {self!r}: the block is not open. Call commit()/rollback() "
+                "inside its `async with`."
+            )
+        if self.database._current_transactions() is not held:
+            raise TransactionError(
+                f"Cannot {action} {self!r} from another task: a transaction belongs to the "
+                "task that opened it."
+            )
+        if not held.blocks or held.blocks[-1] is not self:
+            raise TransactionError(
+                f"Cannot {action} {self!r} while an inner block is still open; leave the "
+                "inner `async with` first."
+            )
+        return held
+
+    def _quoted_sid(self) -> str:
+        assert self.sid is not None
+        quote = self.database.quote  # type: ignore[attr-defined]
+        return self.sid.join(quote) if len(quote) == 2 else f'"{self.sid}"'
+
+    async def _run(self, held: TaskTransactions, sql: str) -> None:
+        await self.database.execute_sql_async(sql)

@@ -1,0 +1,170 @@
+"""One backend fixture for every database class, against real servers.
+
+Connection settings come from ``tests.json`` at the repository root (copy
+``tests.json.sample``), or from the environment (``POSTGRES_HOST``,
+``POSTGRES_PORT``, ``POSTGRES_USER``, ``POSTGRES_PASSWORD``, ``POSTGRES_DB`` and
+the same with ``MYSQL_``). A server that cannot be reached skips its tests with
+a message saying so, except under ``CI=true``, where it fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import peewee
+import pytest
+
+import peewee_async
+import peewee_asyncext
+
+from .models import ALL_MODELS
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULTS = {
+    "postgres": {"database": "test", "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""},
+    "mysql": {"database": "test", "host": "127.0.0.1", "port": 3306, "user": "root", "password": ""},
+}
+ENV_KEYS = {"database": "DB", "host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
+
+
+def server_settings(server: str) -> dict[str, Any]:
+    settings = dict(DEFAULTS[server])
+    config_file = ROOT / "tests.json"
+    if config_file.exists():
+        settings.update(json.loads(config_file.read_text()).get(server, {}))
+    for key, suffix in ENV_KEYS.items():
+        value = os.environ.get(f"{server.upper()}_{suffix}")
+        if value is not None:
+            settings[key] = int(value) if key == "port" else value
+    return settings
+
+
+# id -> (server, database class, extra constructor arguments)
+BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]] = {
+    "postgres": ("postgres", peewee_async.PostgresqlDatabase, {}),
+    "postgres-pool": ("postgres", peewee_async.PooledPostgresqlDatabase, {"max_connections": 4}),
+    "postgres-ext": ("postgres", peewee_asyncext.PostgresqlExtDatabase, {"register_hstore": True}),
+    "postgres-ext-pool": (
+        "postgres",
+        peewee_asyncext.PooledPostgresqlExtDatabase,
+        {"register_hstore": True, "max_connections": 4},
+    ),
+    "mysql": ("mysql", peewee_async.MySQLDatabase, {}),
+    "mysql-pool": ("mysql", peewee_async.PooledMySQLDatabase, {"max_connections": 4}),
+}
+POOLED = {name for name, (_, cls, _) in BACKENDS.items() if cls.default_max_connections > 1}
+
+_reachable: dict[str, str | None] = {}
+
+
+def make_database(backend: str, **overrides: Any) -> peewee_async.AsyncDatabase:
+    """A fresh database object of the ``backend`` class, connected to its test server."""
+    server, cls, extra = BACKENDS[backend]
+    settings = server_settings(server)
+    name = settings.pop("database")
+    return cls(name, **{**settings, **extra, **overrides})
+
+
+def _require_server(server: str) -> None:
+    if server not in _reachable:
+        settings = server_settings(server)
+        probe = make_database("postgres" if server == "postgres" else "mysql")
+        try:
+            probe.connect()
+            if server == "postgres":
+                probe.execute_sql("CREATE EXTENSION IF NOT EXISTS hstore")
+            probe.close()
+            _reachable[server] = None
+        except peewee.DatabaseError as exc:
+            _reachable[server] = (
+                f"{server} at {settings['host']}:{settings['port']} (database {settings['database']!r}, "
+                f"user {settings['user']!r}) is unreachable: {exc}. Copy tests.json.sample to tests.json "
+                f"and point it at a server, or set {server.upper()}_HOST/PORT/USER/PASSWORD/DB."
+            )
+    error = _reachable[server]
+    if error is not None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI needs every backend: {error}")
+        pytest.skip(error)
+
+
+_tables_made: set[str] = set()
+
+
+def _sync_reset(database: peewee_async.AsyncDatabase, models: list[type[peewee.Model]], create: bool) -> None:
+    with database.bind_ctx(models):
+        previous = database.allow_sync
+        database.allow_sync = True
+        try:
+            if create:
+                database.drop_tables(models)
+                database.create_tables(models)
+            else:
+                for model in reversed(models):
+                    model.delete().execute()
+        finally:
+            database.close()
+            database.allow_sync = previous
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    """The id of the backend under test (a key of BACKENDS)."""
+    name: str = request.param
+    _require_server(BACKENDS[name][0])
+    return name
+
+
+@pytest.fixture
+async def db(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
+    """A new database object of the backend's class, with ALL_MODELS bound to it and empty.
+
+    After the test it checks that nothing leaked: no transaction left open and
+    every pooled connection given back.
+    """
+    database = make_database(backend)
+    server = BACKENDS[backend][0]
+    _sync_reset(database, ALL_MODELS, create=server not in _tables_made)
+    _tables_made.add(server)
+    with database.bind_ctx(ALL_MODELS):
+        try:
+            yield database
+            assert database._open_transactions == 0, "a transaction was left open"
+            pool = database.pool
+            if pool is not None:
+                await pool.settle()
+                assert pool.used == 0, f"{pool.used} connection(s) not given back to the pool"
+        finally:
+            database.allow_sync = True
+            await database.close_async()
+            _sync_reset(database, ALL_MODELS, create=False)
+
+
+@pytest.fixture
+def objects(db: peewee_async.AsyncDatabase) -> peewee_async.Manager:
+    return peewee_async.Manager(db)
+
+
+@pytest.fixture
+def bind_models(db: peewee_async.AsyncDatabase) -> Iterator[Callable[..., None]]:
+    """``bind_models(ModelA, ModelB)``: bind extra models of a test module to ``db``, with fresh tables."""
+    bound: list[type[peewee.Model]] = []
+
+    def bind(*models: type[peewee.Model]) -> None:
+        db.bind(models)
+        _sync_reset(db, list(models), create=True)
+        bound.extend(models)
+
+    yield bind
+    if bound:
+        previous = db.allow_sync
+        db.allow_sync = True
+        try:
+            db.drop_tables(bound)
+        finally:
+            db.close()
+            db.allow_sync = previous
