@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import peewee
 
+#: peewee's context manager that re-raises DB-API driver errors as peewee's own classes.
+translate_driver_errors = peewee.__exception_wrapper__  # type: ignore[attr-defined]
+
 
 class SyncQueryError(peewee.InterfaceError, AssertionError):
     """A synchronous query ran while the database forbids them.

@@ -93,7 +93,7 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
     return _fill(query, cursor)
 
 
-def _fill(query: Any, cursor: FetchedCursor) -> Any:
+def _fill(query: Any, cursor: FetchedCursor) -> list[Any]:
     wrapper = query._get_cursor_wrapper(cursor)
     wrapper.fill_cache()
     # Iterating the query later reads this cache instead of running it again.

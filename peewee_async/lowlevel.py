@@ -21,7 +21,10 @@ M = TypeVar("M", bound=peewee.Model)
 
 
 async def execute(query: Any) -> Any:
-    """Run a SELECT, INSERT, UPDATE, DELETE or raw query; the result is the sync ``execute()``'s, fully read."""
+    """Run a SELECT, INSERT, UPDATE, DELETE or raw query.
+
+    The result is what the sync ``query.execute()`` gives, fully read.
+    """
     return await _execute(database_of(query), query)
 
 

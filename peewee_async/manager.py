@@ -36,7 +36,9 @@ class Manager:
     #: The async database of this manager, given to the constructor or set on a subclass.
     database: AsyncDatabase | None = None
 
-    def __init__(self, database: AsyncDatabase | None = None, *, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(
+        self, database: AsyncDatabase | None = None, *, loop: asyncio.AbstractEventLoop | None = None
+    ):
         if database is not None:
             self.database = database
         if self.database is None:

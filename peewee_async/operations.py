@@ -23,6 +23,7 @@ M = TypeVar("M", bound=peewee.Model)
 
 def select_for_get(source: Any, *args: Any, **kwargs: Any) -> Any:
     """The one-row query of ``get(source, *args, **kwargs)``, as ``Model.get`` builds it."""
+    query: Any
     if isinstance(source, type) and issubclass(source, peewee.Model):
         query = source.select()
         model = source
@@ -67,7 +68,7 @@ async def insert_instance(database: AsyncDatabase | None, instance: Any) -> None
     pk_value = instance._pk if pk_field is not None else None
     instance._populate_unsaved_relations(field_dict)
     if meta.auto_increment and pk_value is None:
-        field_dict.pop(pk_field.name, None)
+        field_dict.pop(meta.primary_key.name, None)
     query = type(instance).insert(**field_dict)
     pk = await execute(database_of(query, database), query)
     if pk_field is not None and pk is not None and (meta.auto_increment or pk_value is None):
@@ -153,7 +154,7 @@ async def get_or_create(
     db = database_of(query, database)
     try:
         return await get(db, query), False
-    except model.DoesNotExist:
+    except peewee.DoesNotExist:
         data = dict(kwargs, **(defaults or {}))
         try:
             async with Transaction(db, "atomic"):
@@ -161,7 +162,7 @@ async def get_or_create(
         except peewee.IntegrityError as exc:
             try:
                 return await get(db, query), False
-            except model.DoesNotExist:
+            except peewee.DoesNotExist:
                 raise exc from None
 
 
@@ -195,7 +196,7 @@ async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any,
     prefetch_type = kwargs.pop("prefetch_type", peewee.PREFETCH_TYPE.WHERE)
     if kwargs:
         raise ValueError(f"Unrecognized arguments: {kwargs}")
-    fixed_queries = peewee.prefetch_add_subquery(query, subqueries, prefetch_type)
+    fixed_queries = peewee.prefetch_add_subquery(query, subqueries, prefetch_type)  # type: ignore[attr-defined]
     deps: dict[Any, dict[Any, Any]] = {}
     rel_map: dict[Any, list[Any]] = {}
     for pq in reversed(fixed_queries):

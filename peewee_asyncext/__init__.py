@@ -16,7 +16,7 @@ from peewee_async.databases.postgres import AiopgDatabase
 __all__ = ["PooledPostgresqlExtDatabase", "PostgresqlExtDatabase"]
 
 
-class PostgresqlExtDatabase(AiopgDatabase, _PeeweePostgresqlExtDatabase):
+class PostgresqlExtDatabase(AiopgDatabase, _PeeweePostgresqlExtDatabase):  # type: ignore[misc]
     """PostgreSQL with extensions, on one async connection.
 
     JSON fields always work. HStore is on by default, as in 0.x: the database

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import SyncQueryError, TransactionError
+from ..errors import SyncQueryError, TransactionError, translate_driver_errors
 from .pool import Pool
 
 if TYPE_CHECKING:
@@ -152,7 +152,9 @@ class AsyncDatabase:
         """The async pool, once a query or :meth:`connect_async` has opened it."""
         return self._pool
 
-    async def connect_async(self, loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None) -> None:
+    async def connect_async(
+        self, loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None
+    ) -> None:
         """Open the async pool now rather than at the first query.
 
         ``loop`` is accepted for compatibility with 0.x and must be the running
@@ -222,7 +224,7 @@ class AsyncDatabase:
         timeout = timeout if timeout is not None else self.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                with peewee.__exception_wrapper__:
+                with translate_driver_errors:
                     await pool.open(self.connect_timeout)
         except TimeoutError:
             await pool.close(0)

@@ -15,10 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import peewee
-
 from ..cursor import FetchedCursor
-from ..errors import PoolTimeout
+from ..errors import PoolTimeout, translate_driver_errors
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -107,7 +105,7 @@ class Pool(ABC):
             # asyncio.timeout adds no task in between: once the driver has
             # handed us a connection, no cancellation can lose it.
             async with asyncio.timeout(self.acquire_timeout):
-                with peewee.__exception_wrapper__:
+                with translate_driver_errors:
                     return await self._acquire_raw()
         except TimeoutError:
             raise PoolTimeout(
@@ -120,7 +118,7 @@ class Pool(ABC):
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         self._interrupted.add(conn)
         try:
-            with peewee.__exception_wrapper__:
+            with translate_driver_errors:
                 result = await self._execute_raw(conn, sql, params)
         except Exception:
             # The server answered with an error: the connection is in a known state.

@@ -15,7 +15,7 @@ try:
     import aiopg
     import psycopg2.extensions
 except ImportError:  # pragma: no cover - reported when a pool opens
-    aiopg = None
+    aiopg = None  # type: ignore[assignment]
 
 
 class AiopgPool(Pool):
@@ -43,7 +43,7 @@ class AiopgPool(Pool):
             maxsize=self.max_size,
             # aiopg applies this one timeout to every statement and acquire; we
             # bound acquire ourselves and leave statements unbounded, as psycopg2 does.
-            timeout=None,
+            timeout=None,  # type: ignore[arg-type]
             enable_json=True,
             enable_hstore=db.register_hstore,  # type: ignore[attr-defined]
             enable_uuid=True,
@@ -122,7 +122,7 @@ class AiopgDatabase(AsyncDatabase):
         super().init(database, **kwargs)  # type: ignore[misc]
 
 
-class PostgresqlDatabase(AiopgDatabase, peewee.PostgresqlDatabase):
+class PostgresqlDatabase(AiopgDatabase, peewee.PostgresqlDatabase):  # type: ignore[misc]
     """PostgreSQL for sync peewee and for async code on one aiopg connection.
 
     Concurrent tasks take turns on the one connection; use
