@@ -1,13 +1,17 @@
 """The quickstart of the docs: sync peewee and async peewee on one database.
 
-Run it against the local test server (or pass a URL of your own)::
+It runs on SQLite by default (a file in the system's temp folder), or on
+PostgreSQL or MySQL given a URL::
 
     python examples/quickstart.py
+    python examples/quickstart.py postgresql://postgres@127.0.0.1:5432/test
     python examples/quickstart.py mysql://root@127.0.0.1:3306/test
 """
 
 import asyncio
 import sys
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
@@ -16,8 +20,14 @@ import peewee_async
 
 
 def database_from_url(url: str) -> peewee_async.AsyncDatabase:
+    if url == "sqlite":
+        return peewee_async.SqliteDatabase(str(Path(tempfile.gettempdir()) / "peewee_async_quickstart.db"))
     parts = urlsplit(url)
-    settings = {"host": parts.hostname or "127.0.0.1", "user": parts.username, "password": parts.password or ""}
+    settings = {
+        "host": parts.hostname or "127.0.0.1",
+        "user": parts.username,
+        "password": parts.password or "",
+    }
     if parts.port:
         settings["port"] = parts.port
     name = parts.path.lstrip("/")
@@ -25,10 +35,10 @@ def database_from_url(url: str) -> peewee_async.AsyncDatabase:
         return peewee_async.PooledPostgresqlDatabase(name, **settings)
     if parts.scheme == "mysql":
         return peewee_async.PooledMySQLDatabase(name, **settings)
-    raise SystemExit(f"Unsupported database URL {url!r}: use postgresql://... or mysql://...")
+    raise SystemExit(f"Unsupported database URL {url!r}: use sqlite, postgresql://... or mysql://...")
 
 
-database = database_from_url(sys.argv[1] if len(sys.argv) > 1 else "postgresql://postgres@127.0.0.1:5432/test")
+database = database_from_url(sys.argv[1] if len(sys.argv) > 1 else "sqlite")
 
 
 class QuickstartModel(peewee.Model):

@@ -1,7 +1,7 @@
 """peewee-async: asyncio for the peewee ORM.
 
 peewee builds the SQL and the model instances; this package runs the queries on
-asyncio drivers (aiopg, aiomysql), with task-local transactions, while the same
+asyncio drivers (aiopg, aiomysql, aiosqlite), with task-local transactions, while the same
 database objects keep serving sync peewee code.
 """
 
@@ -11,6 +11,7 @@ from .databases import (
     PooledMySQLDatabase,
     PooledPostgresqlDatabase,
     PostgresqlDatabase,
+    SqliteDatabase,
 )
 from .errors import PoolTimeout, SyncQueryError, TransactionError, WrongDatabaseError
 from .lowlevel import (
@@ -39,6 +40,7 @@ __all__ = [
     "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
+    "SqliteDatabase",
     "SyncQueryError",
     "Transaction",
     "TransactionError",

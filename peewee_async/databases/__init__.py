@@ -4,6 +4,7 @@ from .base import AsyncDatabase
 from .mysql import MySQLDatabase, PooledMySQLDatabase
 from .pool import Pool
 from .postgres import PooledPostgresqlDatabase, PostgresqlDatabase
+from .sqlite import SqliteDatabase
 
 __all__ = [
     "AsyncDatabase",
@@ -12,4 +13,5 @@ __all__ = [
     "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
+    "SqliteDatabase",
 ]

@@ -1,0 +1,124 @@
+"""SQLite on aiosqlite: the pool hooks and the database class.
+
+SQLite lets one connection write at a time; a second writer waits on the file
+lock and fails with "database is locked" once its timeout runs out. So by
+default the async side keeps ONE connection and queues the tasks for it: no
+task ever waits on the file lock, however many write at once. A transaction
+holds that connection for its whole block, as on the other backends.
+
+aiosqlite runs each connection in a thread of its own. The connection is made
+by peewee's own ``_connect()`` in that thread, so pragmas, user functions
+(``@db.func()``), aggregates, collations and attached databases are set up
+exactly as for sync peewee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import peewee
+
+from ..cursor import FetchedCursor
+from .base import AsyncDatabase
+from .pool import Pool
+
+try:
+    import aiosqlite
+except ImportError:  # pragma: no cover - reported when a pool opens
+    aiosqlite = None  # type: ignore[assignment]
+
+
+class AiosqlitePool(Pool):
+    """Up to ``max_size`` aiosqlite connections (one by default), handed out in turn."""
+
+    async def open(self, timeout: float | None) -> None:
+        if aiosqlite is None:
+            raise peewee.ImproperlyConfigured("SQLite support needs aiosqlite: pip install aiosqlite")
+        self._free: list[Any] = []
+        self._size = 0
+        self._slots = asyncio.Semaphore(self.max_size)
+        self._closing = False
+        for _ in range(self.min_size):
+            self._free.append(await self._connect())
+            self._size += 1
+
+    async def _connect(self) -> Any:
+        conn = aiosqlite.Connection(self.database._connect, iter_chunk_size=64)  # type: ignore[attr-defined]
+        return await conn
+
+    async def _acquire_raw(self) -> Any:
+        if self._closing:
+            raise peewee.InterfaceError("The SQLite pool is closing; no new connections are handed out.")
+        await self._slots.acquire()
+        try:
+            if self._free:
+                return self._free.pop()
+            conn = await self._connect()
+            self._size += 1
+            return conn
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _release_raw(self, conn: Any) -> None:
+        if self.is_closed(conn):
+            self._size -= 1
+        elif self._closing:
+            self._size -= 1
+            self._close_raw(conn)
+        else:
+            self._free.append(conn)
+        self._slots.release()
+
+    def _close_raw(self, conn: Any) -> None:
+        # aiosqlite closes in its thread; closing rolls back an open transaction.
+        task = self.loop.create_task(conn.close())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        conn._peewee_async_closed = True
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(getattr(conn, "_peewee_async_closed", False))
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.in_transaction)
+
+    async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
+        cursor = await conn.execute(sql, params)
+        try:
+            description = cursor.description
+            rows = await cursor.fetchall() if description is not None else []
+            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        finally:
+            await cursor.close()
+
+    async def _close_all(self, timeout: float | None) -> None:
+        self._closing = True
+        free, self._free = self._free, []
+        self._size -= len(free)
+        await asyncio.gather(*(conn.close() for conn in free), return_exceptions=True)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def freesize(self) -> int:
+        return len(self._free)
+
+
+class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
+    """SQLite for sync peewee and for async code, on aiosqlite.
+
+    Async tasks share one connection and take turns (``max_connections=1``),
+    which is what keeps concurrent writers from ever seeing "database is
+    locked". An in-memory database (``':memory:'``) is a different database
+    for each connection, so sync code and async code would not see each
+    other's tables: use a file. Example::
+
+        database = SqliteDatabase('app.db', pragmas={'journal_mode': 'wal'})
+    """
+
+    pool_class = AiosqlitePool
