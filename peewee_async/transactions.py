@@ -43,13 +43,15 @@ Kind = Literal["atomic", "transaction", "savepoint"]
 class TaskTransactions:
     """The connection one task holds for its open transaction, and the blocks open on it."""
 
-    __slots__ = ("task", "pool", "connection", "blocks")
+    __slots__ = ("task", "pool", "connection", "blocks", "begun")
 
     def __init__(self, task: asyncio.Task[Any], pool: Pool, connection: Any) -> None:
         self.task = task
         self.pool = pool
         self.connection = connection
         self.blocks: list[Transaction] = []
+        # False after commit(begin=False)/rollback(begin=False): nothing is left to end.
+        self.begun = True
 
 
 class _Status(enum.Enum):
@@ -81,6 +83,7 @@ class Transaction:
         self._status = _Status.NEW
         self._role: _Role | None = None
         self._held: TaskTransactions | None = None
+        self._savepoint_set = False
         self._token: contextvars.Token[TaskTransactions | None] | None = None
 
     def __repr__(self) -> str:
@@ -108,6 +111,7 @@ class Transaction:
             self._role = _Role.SAVEPOINT
             self.sid = self.sid or "s" + uuid.uuid4().hex
             await self._run(held, f"SAVEPOINT {self._quoted_sid()}")
+            self._savepoint_set = True
         self._held = held
         held.blocks.append(self)
         self._status = _Status.ACTIVE
@@ -145,7 +149,7 @@ class Transaction:
         self._status = _Status.FINISHED
         if self._role is _Role.ROOT:
             await self._end_root(held, failed=exc_type is not None)
-        elif self._role is _Role.SAVEPOINT:
+        elif self._role is _Role.SAVEPOINT and self._savepoint_set:
             if exc_type is not None:
                 await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
             else:
@@ -163,6 +167,8 @@ class Transaction:
         try:
             if held.pool.is_interrupted(held.connection):
                 return  # closing it is the rollback; never write to a broken protocol
+            if not held.begun:
+                return  # ended inside the block with commit/rollback(begin=False)
             if failed:
                 await self._run(held, "ROLLBACK")
             else:
@@ -187,22 +193,29 @@ class Transaction:
         held = self._active_blocks("commit")
         if self._role is _Role.SAVEPOINT:
             await self._run(held, f"RELEASE SAVEPOINT {self._quoted_sid()}")
+            self._savepoint_set = False
             if begin:
                 await self._run(held, f"SAVEPOINT {self._quoted_sid()}")
+                self._savepoint_set = True
         else:
             await self._run(held, "COMMIT")
+            held.begun = False
             if begin:
                 await self._run(held, "BEGIN")
+                held.begun = True
 
     async def rollback(self, begin: bool = True) -> None:
         """Roll back the work so far; with ``begin`` (the default) a new one starts at once."""
         held = self._active_blocks("rollback")
         if self._role is _Role.SAVEPOINT:
+            # The savepoint stays set: a later exit releases or rolls back to it.
             await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
         else:
             await self._run(held, "ROLLBACK")
+            held.begun = False
             if begin:
                 await self._run(held, "BEGIN")
+                held.begun = True
 
     # -- helpers -----------------------------------------------------------
 

@@ -86,7 +86,8 @@ class AsyncDatabase:
         params = getattr(self, "connect_params", {})
         where = ""
         if "host" in params or "port" in params:
-            where = f" on {params.get('host', 'localhost')}:{params.get('port', 'default port')}"
+            port = params.get("port")
+            where = f" on {params.get('host', 'localhost')}" + (f":{port}" if port else "")
         return f"{type(self).__name__}({getattr(self, 'database', None)!r}{where})"
 
     # -- the sync guard --------------------------------------------------
@@ -102,7 +103,8 @@ class AsyncDatabase:
             raise TypeError(
                 f"allow_sync takes True, False or a logging level such as logging.WARNING, got {value!r}"
             )
-        self._allow_sync = value
+        # 0 and 1 are False and True, not logging levels (those start at DEBUG = 10).
+        self._allow_sync = bool(value) if value in (0, 1) else value
 
     def set_allow_sync(self, value: AllowSync) -> None:
         """Same as assigning :attr:`allow_sync`."""
@@ -182,7 +184,8 @@ class AsyncDatabase:
         if pool is not None:
             if pool.loop is asyncio.get_running_loop():
                 await pool.close(self.acquire_timeout)
-            # else: the pool's loop is gone, and its sockets went with it.
+            else:
+                pool.abandon()
 
     async def _get_pool(self, timeout: float | None = None) -> Pool:
         pool = self._pool
@@ -210,9 +213,10 @@ class AsyncDatabase:
                 "async connections belong to one loop: create one database object per loop, "
                 "or close_async() it on the first loop before using it on another."
             )
-        # The old loop has stopped; its connections cannot be used or closed
-        # from here. Drop them and open anew on this loop.
+        # The old loop has stopped: its connections cannot be used from here.
+        # Close their sockets and open anew on this loop.
         self._pool = None
+        pool.abandon()
 
     async def _open_pool(self, timeout: float | None) -> Pool:
         if getattr(self, "deferred", False):

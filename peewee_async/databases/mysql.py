@@ -75,6 +75,10 @@ class AiomysqlPool(Pool):
             self._pool.terminate()
             await self._pool.wait_closed()
 
+    def _terminate_raw(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+
     @property
     def size(self) -> int:
         return int(self._pool.size) if self._pool is not None else 0

@@ -82,6 +82,10 @@ class Pool(ABC):
     async def _close_all(self, timeout: float | None) -> None:
         """Close the driver's pool and every connection in it."""
 
+    @abstractmethod
+    def _terminate_raw(self) -> None:
+        """Close every connection at once, without awaiting (their loop may be gone)."""
+
     @property
     @abstractmethod
     def size(self) -> int:
@@ -110,9 +114,10 @@ class Pool(ABC):
         except TimeoutError:
             raise PoolTimeout(
                 f"No connection of {self.database.describe()} became free within "
-                f"acquire_timeout={self.acquire_timeout}s: all {self.max_size} are in use. "
-                "Raise max_connections (or use the Pooled* database class), shorten "
-                "transactions, or raise acquire_timeout."
+                f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
+                "are in use. Raise max_connections, shorten transactions, or raise "
+                "acquire_timeout. A task spawned inside a transaction needs a connection of "
+                "its own, so with every connection held it waits until this timeout."
             ) from None
 
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
@@ -174,6 +179,13 @@ class Pool(ABC):
             self._close_raw(conn)
         finally:
             self._release_raw(conn)
+
+    def abandon(self) -> None:
+        """Close the sockets of a pool whose event loop has stopped; nothing is awaited."""
+        try:
+            self._terminate_raw()
+        except Exception:
+            logger.debug("Closing the connections of a stopped event loop failed", exc_info=True)
 
     async def close(self, timeout: float | None) -> None:
         await self.settle()

@@ -92,6 +92,10 @@ class AiopgPool(Pool):
             self._pool.terminate()
             await self._pool.wait_closed()
 
+    def _terminate_raw(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+
     @property
     def size(self) -> int:
         return int(self._pool.size) if self._pool is not None else 0

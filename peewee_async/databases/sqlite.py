@@ -100,6 +100,12 @@ class AiosqlitePool(Pool):
         self._size -= len(free)
         await asyncio.gather(*(conn.close() for conn in free), return_exceptions=True)
 
+    def _terminate_raw(self) -> None:
+        # aiosqlite's thread closes the sqlite3 connection when told to stop.
+        for conn in self._free:
+            conn.stop()
+        self._free = []
+
     @property
     def size(self) -> int:
         return self._size
