@@ -108,9 +108,14 @@ async def _execute_insert(database: AsyncDatabase, query: Any) -> Any:
         if not query._return_cursor:
             query._returning = None
     elif query._returning is None and database.returning_clause:  # type: ignore[attr-defined]
-        primary_key = query.table._primary_key
-        if primary_key is not None:
-            query._returning = (primary_key,)
+        # peewee sets this when the query is built, if the model had a
+        # database then; a model bound to none gets it here.
+        if isinstance(query, peewee.ModelInsert):
+            returning = query.model._meta.get_primary_keys() or None
+        else:
+            returning = (query.table.primary_key,) if query.table._primary_key else None
+        if returning:
+            query._returning = returning
             query._row_type = peewee.ROW.TUPLE
     try:
         return await _execute_write(database, query)
