@@ -77,6 +77,18 @@ class AiomysqlPool(Pool):
 
     def _terminate_raw(self) -> None:
         if self._pool is not None:
+            # terminate() closes the connections in use. The idle ones' close()
+            # needs their (stopped) loop, so close their sockets directly.
+            while self._pool._free:
+                conn = self._pool._free.pop()
+                transport = getattr(getattr(conn, "_writer", None), "transport", None)
+                sock = getattr(transport, "_sock", None)
+                if transport is not None and sock is not None:
+                    sock.close()
+                    # Mark both as closed, or their finalizers would try to
+                    # close them again through the stopped loop.
+                    transport._sock = None
+                    conn._writer = None
             self._pool.terminate()
 
     @property

@@ -94,6 +94,9 @@ class AiopgPool(Pool):
 
     def _terminate_raw(self) -> None:
         if self._pool is not None:
+            # terminate() closes the connections in use; the idle ones are ours to close.
+            while self._pool._free:
+                self._pool._free.pop().close()
             self._pool.terminate()
 
     @property
