@@ -5,6 +5,7 @@ asyncio drivers (aiopg, aiomysql, aiosqlite), with task-local transactions, whil
 database objects keep serving sync peewee code.
 """
 
+from . import db_url
 from .databases import (
     AsyncDatabase,
     MySQLDatabase,
@@ -46,6 +47,7 @@ __all__ = [
     "TransactionError",
     "WrongDatabaseError",
     "atomic",
+    "db_url",
     "count",
     "create_object",
     "delete_object",
