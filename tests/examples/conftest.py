@@ -7,6 +7,7 @@ from the same settings as the other tests (``tests.json`` or the environment).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -18,12 +19,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 import peewee_async
 
 from ..conftest import ROOT, _require_server, server_settings
+
+_missing = [
+    name
+    for name in ("httpx", "tornado", "aiohttp", "starlette", "uvicorn")
+    if not importlib.util.find_spec(name)
+]
+if _missing:
+    raise ImportError(
+        f"The example apps' tests need {', '.join(_missing)}: install the examples extra, "
+        "pip install -e '.[examples]'."
+    )
+
+import httpx  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 START_TIMEOUT = 20.0
