@@ -225,6 +225,15 @@ def test_password_hashes() -> None:
     assert not auth.verify_password("x", "")
 
 
+def test_page_links() -> None:
+    from examples.twitter.app import page_links
+
+    assert page_links(1, 1) == [1]
+    assert page_links(2, 4) == [1, 2, 3, 4]
+    assert page_links(5, 10) == [1, None, 3, 4, 5, 6, 7, None, 10]
+    assert page_links(10, 10) == [1, None, 8, 9, 10]
+
+
 def test_runs_as_a_file_and_explains_a_bad_url(tmp_path: Path) -> None:
     script = str(ROOT / "examples" / "twitter" / "app.py")
     shown = subprocess.run(
