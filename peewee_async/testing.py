@@ -97,7 +97,7 @@ class Rollback:
         conn = await pool.acquire()
         try:
             self._check_free()  # another task may have pinned it while we waited
-            await pool.execute(conn, "BEGIN", ())
+            await pool.execute(conn, pool.begin_statement, ())
         except BaseException:
             pool.release(conn)  # rolls back if BEGIN got through
             raise

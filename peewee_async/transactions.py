@@ -127,7 +127,7 @@ class Transaction:
         pool = await db._get_pool()
         conn = await pool.acquire()
         try:
-            await pool.execute(conn, "BEGIN", ())
+            await pool.execute(conn, pool.begin_statement, ())
         except BaseException:
             pool.release(conn)  # rolls back if BEGIN got through
             raise
@@ -204,7 +204,7 @@ class Transaction:
             await self._run(held, "COMMIT")
             held.begun = False
             if begin:
-                await self._run(held, "BEGIN")
+                await self._run(held, held.pool.begin_statement)
                 held.begun = True
 
     async def rollback(self, begin: bool = True) -> None:
@@ -217,7 +217,7 @@ class Transaction:
             await self._run(held, "ROLLBACK")
             held.begun = False
             if begin:
-                await self._run(held, "BEGIN")
+                await self._run(held, held.pool.begin_statement)
                 held.begun = True
 
     # -- helpers -----------------------------------------------------------

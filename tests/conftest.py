@@ -4,14 +4,18 @@ Connection settings come from ``tests.json`` at the repository root (copy
 ``tests.json.sample``), or from the environment (``POSTGRES_HOST``,
 ``POSTGRES_PORT``, ``POSTGRES_USER``, ``POSTGRES_PASSWORD``, ``POSTGRES_DB`` and
 the same with ``MYSQL_``). A server that cannot be reached skips its tests with
-a message saying so, except under ``CI=true``, where it fails the run.
+a message saying so, except under ``CI=true``, where it fails the run. SQLite
+needs no server: its tests use a file in a temporary folder of this run.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -31,7 +35,21 @@ DEFAULTS = {
 ENV_KEYS = {"database": "DB", "host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
 
 
+_sqlite_folder: pathlib.Path | None = None
+
+
+def sqlite_path(name: str = "test.db") -> str:
+    """A database file in this run's temporary folder, removed at exit."""
+    global _sqlite_folder
+    if _sqlite_folder is None:
+        _sqlite_folder = pathlib.Path(tempfile.mkdtemp(prefix="peewee_async_tests_"))
+        atexit.register(shutil.rmtree, _sqlite_folder, ignore_errors=True)
+    return str(_sqlite_folder / name)
+
+
 def server_settings(server: str) -> dict[str, Any]:
+    if server == "sqlite":
+        return {"database": sqlite_path()}
     settings = dict(DEFAULTS[server])
     config_file = ROOT / "tests.json"
     if config_file.exists():
@@ -55,8 +73,18 @@ BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]
     ),
     "mysql": ("mysql", peewee_async.MySQLDatabase, {}),
     "mysql-pool": ("mysql", peewee_async.PooledMySQLDatabase, {"max_connections": 4}),
+    "sqlite": ("sqlite", peewee_async.SqliteDatabase, {}),
+    "sqlite-pool": (
+        "sqlite",
+        peewee_async.SqliteDatabase,
+        {"max_connections": 4, "pragmas": {"journal_mode": "wal"}},
+    ),
 }
-POOLED = {name for name, (_, cls, _) in BACKENDS.items() if cls.default_max_connections > 1}
+POOLED = {
+    name
+    for name, (_, cls, extra) in BACKENDS.items()
+    if extra.get("max_connections", cls.default_max_connections) > 1
+}
 
 _reachable: dict[str, str | None] = {}
 
@@ -70,6 +98,8 @@ def make_database(backend: str, **overrides: Any) -> peewee_async.AsyncDatabase:
 
 
 def _require_server(server: str) -> None:
+    if server == "sqlite":
+        return
     if server not in _reachable:
         settings = server_settings(server)
         probe = make_database("postgres" if server == "postgres" else "mysql")

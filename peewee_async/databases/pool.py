@@ -13,7 +13,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..cursor import FetchedCursor
 from ..errors import PoolTimeout, translate_driver_errors
@@ -26,6 +26,9 @@ logger = logging.getLogger("peewee.async")
 
 class Pool(ABC):
     """Connections of one database on one event loop."""
+
+    #: The statement that opens a transaction on this driver.
+    begin_statement: ClassVar[str] = "BEGIN"
 
     def __init__(
         self,

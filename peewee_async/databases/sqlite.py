@@ -6,6 +6,12 @@ default the async side keeps ONE connection and queues the tasks for it: no
 task ever waits on the file lock, however many write at once. A transaction
 holds that connection for its whole block, as on the other backends.
 
+With ``max_connections`` above one (useful with ``journal_mode=wal``, where
+readers run beside the writer), transactions open with ``BEGIN IMMEDIATE``:
+they take the write lock at once, waiting up to the database's ``timeout``
+for it, instead of starting as readers and failing with "database is locked"
+when they try to write while another transaction holds the lock.
+
 aiosqlite runs each connection in a thread of its own. The connection is made
 by peewee's own ``_connect()`` in that thread, so pragmas, user functions
 (``@db.func()``), aggregates, collations and attached databases are set up
@@ -33,6 +39,8 @@ except ImportError:  # pragma: no cover - reported when a pool opens
 class AiosqlitePool(Pool):
     """Up to ``max_size`` aiosqlite connections (one by default), handed out in turn."""
 
+    begin_statement = "BEGIN IMMEDIATE"
+
     async def open(self, timeout: float | None) -> None:
         if aiosqlite is None:
             raise peewee.ImproperlyConfigured("SQLite support needs aiosqlite: pip install aiosqlite")
@@ -46,6 +54,11 @@ class AiosqlitePool(Pool):
 
     async def _connect(self) -> Any:
         conn = aiosqlite.Connection(self.database._connect, iter_chunk_size=64)  # type: ignore[attr-defined]
+        # aiosqlite's worker thread is not a daemon: one connection left open
+        # (a database never closed, a loop stopped mid-query) would keep the
+        # interpreter from exiting. SQLite's journal makes dropping it at exit
+        # safe: an unfinished transaction is rolled back on the next open.
+        conn._thread.daemon = True
         return await conn
 
     async def _acquire_raw(self) -> Any:
