@@ -79,6 +79,11 @@ class AsyncDatabase:
         self._open_transactions = 0
         super().__init__(database, *args, **kwargs)  # type: ignore[call-arg]
 
+    def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+        # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
+        self._shapes: dict[Any, Any] = {}
+        super().init(database, *args, **kwargs)  # type: ignore[misc]
+
     # -- description -----------------------------------------------------
 
     def describe(self) -> str:

@@ -126,7 +126,7 @@ class AiopgDatabase(AsyncDatabase):
     def init(self, database: str | None, **kwargs: Any) -> None:
         # aiopg speaks psycopg2 only, so peewee must adapt values for psycopg2.
         kwargs.pop("prefer_psycopg3", None)
-        super().init(database, **kwargs)  # type: ignore[misc]
+        super().init(database, **kwargs)
 
 
 class PostgresqlDatabase(AiopgDatabase, peewee.PostgresqlDatabase):  # type: ignore[misc]
