@@ -40,10 +40,7 @@ _PLAIN_ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 # instances too) and model classes. Any class is treated so, to keep the test cheap.
 _SQL_VALUES = (_Node, type)
 
-
-class _Never:
-    """No value has this type."""
-
+_NoneType = type(None)
 
 # peewee's adapt() of these field classes returns a value of this exact type as it is.
 _UNCHANGED: dict[Any, type] = {
@@ -244,49 +241,56 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
             return None
         if model._meta.fields.get(field.name) is not field or not field._coerce:
             return None
-    # peewee's Field.python_value is "None stays None, else adapt()": for the
+    # peewee's Field.python_value is "None stays None, else adapt()". For the
     # fields that keep it we call adapt() directly, and not at all for None or
-    # for a value of the one type its adapt() returns unchanged.
-    plain = all(type(field).python_value is _Field.python_value for field in fields)
-    if plain:
-        converters = [field.adapt for field in fields]
-        kept = [_UNCHANGED.get(type(field).adapt, _Never) for field in fields]
-    else:
-        converters = [field.python_value for field in fields]
-        kept = [_Never] * len(fields)
-    columns = list(zip(names, converters, kept, strict=True))
+    # for a value of the one type its adapt() returns unchanged; a column with
+    # only such values is not converted at all. Fields with a python_value of
+    # their own get every value, None too.
+    columns: list[tuple[int, Callable[[Any], Any], set[type] | None]] = []
+    for index, field in enumerate(fields):
+        if type(field).python_value is _Field.python_value:
+            columns.append((index, field.adapt, {_NoneType, _UNCHANGED.get(type(field).adapt, _NoneType)}))
+        else:
+            columns.append((index, field.python_value, None))
     new = object.__new__
 
     def build(rows: Sequence[Sequence[Any]]) -> list[Any]:
+        if rows:
+            rows = _convert(rows, columns)
         instances: list[Any] = []
         append = instances.append
         for row in rows:
             instance = new(model)
-            instance.__data__ = {
-                name: value if value is None or type(value) is same else convert(value)
-                # zip() without keyword arguments: strict= alone costs a tenth of the loop.
-                for (name, convert, same), value in zip(columns, row)  # noqa: B905
-            }
+            instance.__data__ = dict(zip(names, row))  # noqa: B905 (rows have one value per name)
             instance._dirty = set()
             instance.__rel__ = {}
             append(instance)
         return instances
 
-    def build_calling_all(rows: Sequence[Sequence[Any]]) -> list[Any]:
-        instances: list[Any] = []
-        append = instances.append
-        for row in rows:
-            instance = new(model)
-            instance.__data__ = {
-                name: convert(value)
-                for (name, convert, _), value in zip(columns, row)  # noqa: B905
-            }
-            instance._dirty = set()
-            instance.__rel__ = {}
-            append(instance)
-        return instances
+    return build
 
-    return build if plain else build_calling_all
+
+def _convert(
+    rows: Sequence[Sequence[Any]], columns: Sequence[tuple[int, Callable[[Any], Any], set[type] | None]]
+) -> Sequence[Sequence[Any]]:
+    """``rows`` with each value through its column's converter, column by column.
+
+    A column whose values all have a type in its ``unchanged`` set is left as it is.
+    """
+    table: list[Sequence[Any]] = list(zip(*rows))  # noqa: B905
+    converted = False
+    for index, convert, unchanged in columns:
+        values = table[index]
+        if unchanged is None:
+            table[index] = list(map(convert, values))
+        elif not set(map(type, values)) <= unchanged:
+            table[index] = [value if type(value) in unchanged else convert(value) for value in values]
+        else:
+            continue
+        converted = True
+    if not converted:
+        return rows
+    return list(zip(*table))  # noqa: B905
 
 
 def select_row_builder(
