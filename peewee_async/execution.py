@@ -10,16 +10,14 @@ and peewee's cursor wrapper and ``handle_result`` turn them into what the sync
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import peewee
 
 from . import shapes
 from .cursor import FetchedCursor
+from .databases.base import AsyncDatabase
 from .errors import WrongDatabaseError
-
-if TYPE_CHECKING:
-    from .databases.base import AsyncDatabase
 
 
 def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatabase:
@@ -38,8 +36,6 @@ def database_of_model(model: Any, expected: AsyncDatabase | None = None) -> Asyn
 
 
 def _check_database(bound: Any, expected: AsyncDatabase | None) -> AsyncDatabase:
-    from .databases.base import AsyncDatabase
-
     if isinstance(bound, peewee.DatabaseProxy):
         bound = bound.obj
     if bound is None:

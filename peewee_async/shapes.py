@@ -102,7 +102,8 @@ class Statement:
     def params(self, values: Sequence[Any]) -> list[Any]:
         """The parameters for ``values``; :class:`Fallback` if peewee would not bind one as is."""
         converted = []
-        for convert, value in zip(self.converters, values, strict=True):
+        # zip() without strict=: the keyword alone costs more than the loop.
+        for convert, value in zip(self.converters, values):  # noqa: B905 (one converter per value)
             # peewee writes a node (or a model class) as SQL, before or after conversion.
             if isinstance(value, _SQL_VALUES):
                 raise Fallback
@@ -142,18 +143,9 @@ def compile_statement(
 # -- the cache ---------------------------------------------------------------
 
 
-def _stamp(model: Any) -> tuple[Any, ...]:
+def _stamp(meta: Any) -> tuple[Any, ...]:
     """What a model's compiled SQL depends on; any change makes a new stamp."""
-    meta = model._meta
     return (meta.database, meta.table_name, meta._schema, meta.sorted_fields, meta.primary_key)
-
-
-def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    # By identity: fields compare with == into SQL expressions, not booleans.
-    for x, y in zip(a, b, strict=True):
-        if x is not y:
-            return False
-    return True
 
 
 def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], Any]) -> Any:
@@ -164,13 +156,22 @@ def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], An
     """
     shapes = database._shapes
     entry = shapes.get((model, key))
-    stamp = _stamp(model)
-    if entry is not None and _same(entry[0], stamp):
-        return entry[1]
+    meta = model._meta
+    if entry is not None:
+        # Compared by identity: fields compare with == into SQL expressions.
+        stamp = entry[0]
+        if (
+            stamp[0] is meta.database
+            and stamp[1] is meta.table_name
+            and stamp[2] is meta._schema
+            and stamp[3] is meta.sorted_fields
+            and stamp[4] is meta.primary_key
+        ):
+            return entry[1]
     value = build()
     if len(shapes) >= CACHE_LIMIT:
         shapes.clear()
-    shapes[(model, key)] = (_stamp(model), value)
+    shapes[(model, key)] = (_stamp(meta), value)
     return value
 
 
@@ -225,6 +226,10 @@ def _plain_field(model: Any, field: Any) -> bool:
 
 # -- model rows ----------------------------------------------------------------
 
+# A column of a row builder: its index, its converter, and the types of the
+# values the converter returns unchanged (None: convert every value).
+_Column = tuple[int, Callable[[Any], Any], "set[type] | None"]
+
 
 def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
     """A function making instances of ``model`` from rows of ``fields``, or ``None``.
@@ -246,7 +251,7 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
     # for a value of the one type its adapt() returns unchanged; a column with
     # only such values is not converted at all. Fields with a python_value of
     # their own get every value, None too.
-    columns: list[tuple[int, Callable[[Any], Any], set[type] | None]] = []
+    columns: list[_Column] = []
     for index, field in enumerate(fields):
         if type(field).python_value is _Field.python_value:
             columns.append((index, field.adapt, {_NoneType, _UNCHANGED.get(type(field).adapt, _NoneType)}))
@@ -255,7 +260,9 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
     new = object.__new__
 
     def build(rows: Sequence[Sequence[Any]]) -> list[Any]:
-        if rows:
+        if len(rows) == 1:
+            rows = [_convert_row(rows[0], columns)]
+        elif rows:
             rows = _convert(rows, columns)
         instances: list[Any] = []
         append = instances.append
@@ -270,9 +277,17 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
     return build
 
 
-def _convert(
-    rows: Sequence[Sequence[Any]], columns: Sequence[tuple[int, Callable[[Any], Any], set[type] | None]]
-) -> Sequence[Sequence[Any]]:
+def _convert_row(row: Sequence[Any], columns: Sequence[_Column]) -> Sequence[Any]:
+    """One row converted as :func:`_convert` converts many."""
+    converted = list(row)
+    for index, convert, unchanged in columns:
+        value = converted[index]
+        if unchanged is None or type(value) not in unchanged:
+            converted[index] = convert(value)
+    return converted
+
+
+def _convert(rows: Sequence[Sequence[Any]], columns: Sequence[_Column]) -> Sequence[Sequence[Any]]:
     """``rows`` with each value through its column's converter, column by column.
 
     A column whose values all have a type in its ``unchanged`` set is left as it is.
@@ -342,8 +357,9 @@ def get_statement(
         if "__" in name:
             return None
         values.append(value)
-    if not all(where_value(value) for value in values):
-        return None
+    for value in values:
+        if not where_value(value):
+            return None
 
     def build() -> Statement | None:
         if not _plain_model(model) or not _model_methods_plain(model, "select"):

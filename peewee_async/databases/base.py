@@ -310,7 +310,9 @@ class AsyncDatabase:
             held = self._current_transactions()
             if held is not None:
                 return await held.pool.execute(held.connection, sql, params)
-            pool = await self._get_pool()
+            pool = self._pool
+            if pool is None or pool.loop is not asyncio.get_running_loop():
+                pool = await self._get_pool()
             conn = await pool.acquire()
             try:
                 return await pool.execute(conn, sql, params)
