@@ -661,3 +661,15 @@ async def test_a_shape_cache_past_its_limit_starts_over(db, objects, models, mon
         found = await objects.get(Every, **{name: getattr(row, name)})
         assert found.id == row.id
         assert len(db._shapes) <= 3
+
+
+@pytest.mark.parametrize("backend", ["postgres", "postgres-pool"], indirect=True)  # aiopg's cursors
+async def test_postgres_connection_keeps_a_cursor_only_for_small_results(backend, db, objects, models):
+    await objects.execute(Kind.insert_many([{"name": f"k{n}"} for n in range(150)]))
+    await objects.get(Kind, name="k1")
+    kept = [c.__dict__.get("_peewee_async_cursor") for c in db.pool._pool._free]
+    assert any(cursor is not None and not cursor.closed for cursor in kept)
+    assert len(await objects.execute(Kind.select())) == 150
+    # A big result is not held by an idle connection until its next statement.
+    assert all(c.__dict__.get("_peewee_async_cursor") is None for c in db.pool._pool._free)
+    assert (await objects.get(Kind, name="k2")).name == "k2"
