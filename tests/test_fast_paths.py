@@ -673,3 +673,12 @@ async def test_postgres_connection_keeps_a_cursor_only_for_small_results(backend
     # A big result is not held by an idle connection until its next statement.
     assert all(c.__dict__.get("_peewee_async_cursor") is None for c in db.pool._pool._free)
     assert (await objects.get(Kind, name="k2")).name == "k2"
+
+
+async def test_update_with_an_expression_value_takes_peewees_path(objects, models):
+    row = await objects.create(OnlyDirty, first=1, second=2)
+    row.first = OnlyDirty.first + 10
+    with statements() as sent:
+        assert await objects.update(row) == 1
+    assert '"first" + %s' in sent[0][0].replace("`", '"')
+    assert (await objects.get(OnlyDirty, id=row.id)).first == 11
