@@ -30,6 +30,11 @@ class FetchedCursor:
         self.rowcount = rowcount
         self.lastrowid = lastrowid
 
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]:
+        """Every row of the result, whatever has been fetched."""
+        return self._rows
+
     def fetchone(self) -> Sequence[Any] | None:
         if self._position >= len(self._rows):
             return None

@@ -10,15 +10,14 @@ and peewee's cursor wrapper and ``handle_result`` turn them into what the sync
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import peewee
 
+from . import shapes
 from .cursor import FetchedCursor
+from .databases.base import AsyncDatabase
 from .errors import WrongDatabaseError
-
-if TYPE_CHECKING:
-    from .databases.base import AsyncDatabase
 
 
 def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatabase:
@@ -28,9 +27,15 @@ def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatab
     Manager's database) must be that database, or stands in for it when the
     model is bound to none.
     """
-    from .databases.base import AsyncDatabase
+    return _check_database(getattr(query, "_database", None), expected)
 
-    bound = getattr(query, "_database", None)
+
+def database_of_model(model: Any, expected: AsyncDatabase | None = None) -> AsyncDatabase:
+    """:func:`database_of` a query of ``model`` (same errors), without building the query."""
+    return _check_database(model._meta.database, expected)
+
+
+def _check_database(bound: Any, expected: AsyncDatabase | None) -> AsyncDatabase:
     if isinstance(bound, peewee.DatabaseProxy):
         bound = bound.obj
     if bound is None:
@@ -90,7 +95,18 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
             "`await objects.prefetch(query, RelatedModel)` instead."
         )
     cursor = await fetch(database, query)
-    return _fill(query, cursor)
+    build = shapes.select_row_builder(database, query)
+    if build is None:
+        return _fill(query, cursor)
+    # A plain model select: the same instances as peewee's wrapper makes, made
+    # directly. The wrapper is still kept, filled, for iterating the query later.
+    rows = build(cursor.rows)
+    wrapper = query._get_cursor_wrapper(cursor)
+    wrapper.row_cache = rows
+    wrapper.count = len(rows)
+    wrapper.populated = True
+    query._cursor_wrapper = wrapper
+    return list(rows)
 
 
 def _fill(query: Any, cursor: FetchedCursor) -> list[Any]:
@@ -101,8 +117,8 @@ def _fill(query: Any, cursor: FetchedCursor) -> list[Any]:
     return list(wrapper.row_cache)
 
 
-async def _execute_insert(database: AsyncDatabase, query: Any) -> Any:
-    """``Insert._execute``: RETURNING the primary key where the database supports it."""
+def prepare_insert(database: AsyncDatabase, query: Any) -> None:
+    """Set the RETURNING clause of an insert as ``Insert._execute`` would on ``database``."""
     if query._as_rowcount:
         # A RETURNING clause would change the row count on some databases.
         if not query._return_cursor:
@@ -117,6 +133,11 @@ async def _execute_insert(database: AsyncDatabase, query: Any) -> Any:
         if returning:
             query._returning = returning
             query._row_type = peewee.ROW.TUPLE
+
+
+async def _execute_insert(database: AsyncDatabase, query: Any) -> Any:
+    """``Insert._execute``: RETURNING the primary key where the database supports it."""
+    prepare_insert(database, query)
     try:
         return await _execute_write(database, query)
     except query.DefaultValuesException:
@@ -135,3 +156,14 @@ async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
         wrapper.fill_cache()
         return list(wrapper.row_cache)
     return result
+
+
+async def run_statement(
+    database: AsyncDatabase, statement: shapes.Statement, values: Any
+) -> FetchedCursor | None:
+    """Run a compiled shape with ``values``; ``None`` when a value needs the generic path."""
+    try:
+        params = statement.params(values)
+    except shapes.Fallback:
+        return None
+    return await database.execute_sql_async(statement.sql, params)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from .execution import database_of, execute
+from . import shapes
+from .execution import database_of, database_of_model, execute, run_statement
 
 if TYPE_CHECKING:
     from .databases.base import AsyncDatabase
@@ -43,14 +44,36 @@ def select_for_get(source: Any, *args: Any, **kwargs: Any) -> Any:
 
 async def get(database: AsyncDatabase | None, source: Any, *args: Any, **kwargs: Any) -> Any:
     """``Model.get``: the first matching row, or the model's ``DoesNotExist``."""
+    if isinstance(source, type) and issubclass(source, peewee.Model):
+        db = await _ready(database_of_model(source, database))
+        found = shapes.get_statement(db, source, args, kwargs)
+        if found is not None:
+            statement, values = found
+            cursor = await run_statement(db, statement, values)
+            if cursor is not None:
+                rows = cursor.rows
+                if not rows:
+                    raise _does_not_exist(select_for_get(source, *args, **kwargs))
+                return statement.result(rows[:1])[0]
     query = select_for_get(source, *args, **kwargs)
     rows = await execute(database_of(query, database), query)
     if not rows:
-        sql, params = query.sql()
-        raise query.model.DoesNotExist(
-            f"{query.model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
-        )
+        raise _does_not_exist(query)
     return rows[0]
+
+
+def _does_not_exist(query: Any) -> peewee.DoesNotExist:
+    sql, params = query.sql()
+    return query.model.DoesNotExist(  # type: ignore[no-any-return]
+        f"{query.model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
+    )
+
+
+async def _ready(database: AsyncDatabase) -> AsyncDatabase:
+    """``database``, its pool opened: peewee's SQL may depend on the server version read at open."""
+    if database._pool is None:
+        await database._get_pool()
+    return database
 
 
 async def create(database: AsyncDatabase | None, model: type[M], **data: Any) -> M:
@@ -60,8 +83,12 @@ async def create(database: AsyncDatabase | None, model: type[M], **data: Any) ->
     return instance
 
 
+_NOT_RUN = object()
+
+
 async def insert_instance(database: AsyncDatabase | None, instance: Any) -> None:
     """``Model.save(force_insert=True)`` without calling an overridden ``save()``."""
+    model = type(instance)
     meta = instance._meta
     field_dict = instance.__data__.copy()
     pk_field = meta.primary_key if meta.primary_key is not False else None
@@ -69,8 +96,20 @@ async def insert_instance(database: AsyncDatabase | None, instance: Any) -> None
     instance._populate_unsaved_relations(field_dict)
     if meta.auto_increment and pk_value is None:
         field_dict.pop(meta.primary_key.name, None)
-    query = type(instance).insert(**field_dict)
-    pk = await execute(database_of(query, database), query)
+    db = await _ready(database_of_model(model, database))
+    pk: Any = _NOT_RUN
+    statement = shapes.insert_statement(db, model, tuple(field_dict))
+    if statement is not None:
+        cursor = await run_statement(db, statement, list(field_dict.values()))
+        if cursor is not None:
+            if statement.result is None:
+                pk = db.last_insert_id(cursor, peewee.Insert.SIMPLE)  # type: ignore[attr-defined]
+            else:  # RETURNING the primary key, read as peewee's tuple wrapper reads it
+                rows = cursor.rows
+                pk = statement.result.python_value(rows[0][0]) if rows else None
+    if pk is _NOT_RUN:
+        query = model.insert(**field_dict)
+        pk = await execute(database_of(query, database), query)
     if pk_field is not None and pk is not None and (meta.auto_increment or pk_value is None):
         instance._pk = pk
         instance._dirty.discard(pk_field.name)
@@ -106,8 +145,18 @@ async def update(database: AsyncDatabase | None, instance: Any, only: Any = None
         field_dict.pop(meta.primary_key.name, None)
     if not field_dict:
         raise ValueError("no data to save!")
-    query = type(instance).update(**field_dict).where(instance._pk_expr())
-    rows: int = await execute(database_of(query, database), query)
+    model = type(instance)
+    db = await _ready(database_of_model(model, database))
+    rows: int | None = None
+    pk = instance._pk
+    statement = shapes.update_statement(db, model, tuple(field_dict)) if shapes.where_value(pk) else None
+    if statement is not None:
+        cursor = await run_statement(db, statement, [*field_dict.values(), pk])
+        if cursor is not None:
+            rows = db.rows_affected(cursor)  # type: ignore[attr-defined]
+    if rows is None:
+        query = model.update(**field_dict).where(instance._pk_expr())
+        rows = await execute(database_of(query, database), query)
     instance._dirty -= set(field_dict)
     return rows
 
@@ -121,9 +170,16 @@ async def delete(
     ``delete_nullable``. With ``recursive`` all statements run in one
     transaction, so a failure deletes nothing.
     """
-    db = database_of(type(instance).select(), database)
+    model = type(instance)
+    db = await _ready(database_of_model(model, database))
     if not recursive:
-        query = type(instance).delete().where(instance._pk_expr())
+        pk = instance._pk
+        statement = shapes.delete_statement(db, model) if shapes.where_value(pk) else None
+        if statement is not None:
+            cursor = await run_statement(db, statement, [pk])
+            if cursor is not None:
+                return int(db.rows_affected(cursor))  # type: ignore[attr-defined]
+        query = model.delete().where(instance._pk_expr())
         return int(await execute(db, query))
     from .transactions import Transaction
 
@@ -217,14 +273,25 @@ async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any,
 
 async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = False) -> int:
     """``SelectBase.count``: the number of rows ``query`` would return."""
+    db = await _ready(database_of(query, database))
+    statement = shapes.count_statement(db, query, lambda plain: _counting(plain, False).tuples().limit(1))
+    if statement is not None:
+        cursor = await run_statement(db, statement, ())
+        if cursor is not None:
+            rows = cursor.rows
+            return int((rows[0][0] if rows else None) or 0)
+    result = await scalar(db, _counting(query, clear_limit))
+    return int(result or 0)
+
+
+def _counting(query: Any, clear_limit: bool) -> Any:
+    """The ``SELECT COUNT(1) FROM (query)`` that ``SelectBase.count`` runs."""
     clone = query.order_by().alias("_wrapped")
     if clear_limit:
         clone._limit = clone._offset = None
     if _count_can_project_one(clone):
         clone = clone.select(peewee.SQL("1"))
-    counting = peewee.Select([clone], [peewee.fn.COUNT(peewee.SQL("1"))])
-    result = await scalar(database_of(query, database), counting)
-    return int(result or 0)
+    return peewee.Select([clone], [peewee.fn.COUNT(peewee.SQL("1"))])
 
 
 def _count_can_project_one(query: Any) -> bool:

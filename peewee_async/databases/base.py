@@ -82,6 +82,11 @@ class AsyncDatabase:
         self._pinned: PinnedTransaction | None = None
         super().__init__(database, *args, **kwargs)  # type: ignore[call-arg]
 
+    def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+        # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
+        self._shapes: dict[Any, Any] = {}
+        super().init(database, *args, **kwargs)  # type: ignore[misc]
+
     # -- description -----------------------------------------------------
 
     def describe(self) -> str:
@@ -305,7 +310,9 @@ class AsyncDatabase:
             held = self._current_transactions()
             if held is not None:
                 return await held.pool.execute(held.connection, sql, params)
-            pool = await self._get_pool()
+            pool = self._pool
+            if pool is None or pool.loop is not asyncio.get_running_loop():
+                pool = await self._get_pool()
             conn = await pool.acquire()
             try:
                 return await pool.execute(conn, sql, params)

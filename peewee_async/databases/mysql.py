@@ -10,7 +10,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool
+from .pool import Pool, idle_without_waiting
 
 try:
     import aiomysql
@@ -41,6 +41,9 @@ class AiomysqlPool(Pool):
 
     async def _acquire_raw(self) -> Any:
         return await self._pool.acquire()
+
+    def _free_now(self) -> bool:
+        return idle_without_waiting(self._pool)
 
     def _release_raw(self, conn: Any) -> None:
         self._pool.release(conn)

@@ -106,8 +106,17 @@ class Pool(ABC):
         """Connections handed out and not yet given back."""
         return self.size - self.freesize
 
+    def _free_now(self) -> bool:
+        """Whether the driver hands over a connection without waiting for one (then no timer is set)."""
+        return False
+
     async def acquire(self) -> Any:
         """A connection of our own, or :class:`PoolTimeout` after ``acquire_timeout``."""
+        if self._free_now():
+            # Arming the timeout costs more than the rest of the acquire: skip it
+            # when nothing will be waited for.
+            with translate_driver_errors:
+                return await self._acquire_raw()
         try:
             # asyncio.timeout adds no task in between: once the driver has
             # handed us a connection, no cancellation can lose it.
@@ -193,3 +202,16 @@ class Pool(ABC):
     async def close(self, timeout: float | None) -> None:
         await self.settle()
         await self._close_all(timeout)
+
+
+def idle_without_waiting(driver_pool: Any) -> bool:
+    """Whether an aiopg/aiomysql pool's acquire takes an idle connection without waiting.
+
+    It does when a connection is idle and no other acquire holds or waits for
+    the pool's lock; at worst it replaces an idle connection found dead, which
+    connect_timeout bounds.
+    """
+    if driver_pool is None or not driver_pool._free:
+        return False
+    condition = driver_pool._cond
+    return not condition.locked() and not condition._lock._waiters

@@ -9,13 +9,17 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool
+from .pool import Pool, idle_without_waiting
 
 try:
     import aiopg
     import psycopg2.extensions
 except ImportError:  # pragma: no cover - reported when a pool opens
     aiopg = None  # type: ignore[assignment]
+
+
+# The most rows a connection's kept cursor may hold on to (see AiopgPool._execute_raw).
+_KEPT_RESULT_ROWS = 100
 
 
 class AiopgPool(Pool):
@@ -56,6 +60,9 @@ class AiopgPool(Pool):
     async def _acquire_raw(self) -> Any:
         return await self._pool.acquire()
 
+    def _free_now(self) -> bool:
+        return idle_without_waiting(self._pool)
+
     def _release_raw(self, conn: Any) -> None:
         self._pool.release(conn)
 
@@ -70,14 +77,25 @@ class AiopgPool(Pool):
         return bool(status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
 
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
-        cursor = await conn.cursor()
+        # Making an aiopg cursor costs about a tenth of a short statement, so a
+        # connection keeps one while its results are small (a cursor holds its
+        # last result until the next statement).
+        cursor = conn.__dict__.pop("_peewee_async_cursor", None)
+        if cursor is None or cursor.closed:
+            cursor = await conn.cursor()
         try:
             await cursor.execute(sql, params or None)
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
-            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
-        finally:
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except BaseException:
             cursor.close()
+            raise
+        if len(rows) <= _KEPT_RESULT_ROWS:
+            conn._peewee_async_cursor = cursor
+        else:
+            cursor.close()
+        return result
 
     async def _close_all(self, timeout: float | None) -> None:
         if self._pool is None:
@@ -126,7 +144,7 @@ class AiopgDatabase(AsyncDatabase):
     def init(self, database: str | None, **kwargs: Any) -> None:
         # aiopg speaks psycopg2 only, so peewee must adapt values for psycopg2.
         kwargs.pop("prefer_psycopg3", None)
-        super().init(database, **kwargs)  # type: ignore[misc]
+        super().init(database, **kwargs)
 
 
 class PostgresqlDatabase(AiopgDatabase, peewee.PostgresqlDatabase):  # type: ignore[misc]

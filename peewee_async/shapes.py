@@ -1,0 +1,494 @@
+"""Compiled SQL of fixed-shape queries, and model rows built without peewee's generic wrappers.
+
+Compiling a one-row select costs peewee more than the database round trip,
+and so does turning rows into model instances through its cursor wrappers.
+The Manager's shortcuts (get by primary key or by field values, create,
+update, delete, count of a model) always produce the same SQL for one model
+and one set of field names, with only the values changing. So we compile each
+such *shape* once, through peewee itself, with placeholder values, and later
+bind only the values, converted with each field's ``db_value`` exactly as
+peewee converts them.
+
+A compiled shape is cached per database (its ``init()`` empties the cache)
+and stamped with the model's state that the SQL depends on (its database,
+table name, schema, fields, primary key): a change to any of them compiles
+the shape anew. Anything these paths do not cover, or that peewee would
+compile differently (``None`` compared with ``IS NULL``, a value that is SQL,
+overridden model or field methods, ...), goes the generic way.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import peewee
+
+if TYPE_CHECKING:
+    from .databases.base import AsyncDatabase
+
+_Node = peewee.Node
+_Field = peewee.Field
+_MULTI = peewee.multi_types
+# peewee's stubs leave these out or type them too narrowly for the identity tests below.
+_is_model: Any = peewee.is_model  # type: ignore[attr-defined]
+_ModelSelect: Any = peewee.ModelSelect
+_column_eq: Any = peewee.ColumnBase.__eq__
+_PLAIN_ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
+# Values peewee may turn into SQL rather than a parameter: nodes (model
+# instances too) and model classes. Any class is treated so, to keep the test cheap.
+_SQL_VALUES = (_Node, type)
+
+_NoneType = type(None)
+
+# peewee's adapt() of these field classes returns a value of this exact type as it is.
+_UNCHANGED: dict[Any, type] = {
+    peewee.IntegerField.adapt: int,
+    peewee.FloatField.adapt: float,
+    peewee._StringField.adapt: str,
+    peewee.DateTimeField.adapt: datetime.datetime,
+    peewee.DateField.adapt: datetime.date,
+    peewee.TimeField.adapt: datetime.time,
+    peewee.BooleanField.adapt: bool,
+}
+
+#: Most shapes one database keeps; past this the cache starts over (models made on the fly).
+CACHE_LIMIT = 1000
+
+
+class Fallback(Exception):
+    """A value that peewee would compile into SQL other than a parameter: take the generic path."""
+
+
+class _Slot:
+    """Placeholder for the value number ``index`` while a shape is compiled."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _slots(count: int) -> list[peewee.Value]:
+    # converter=False: peewee appends the placeholder itself to the parameters,
+    # where a plain value would have gone through the field's db_value.
+    return [peewee.Value(_Slot(i), converter=False, unpack=False) for i in range(count)]
+
+
+class Statement:
+    """The SQL of one shape and how its parameters are made from the values.
+
+    ``plan`` lists, for each parameter, the index of the value it takes, or
+    ``-1 - i`` for the constant number ``i`` (e.g. a ``LIMIT``).
+    """
+
+    __slots__ = ("sql", "converters", "plan", "constants", "result")
+
+    def __init__(
+        self,
+        sql: str,
+        converters: Sequence[Callable[[Any], Any] | None],
+        plan: Sequence[int],
+        constants: Sequence[Any],
+        result: Any = None,
+    ) -> None:
+        self.sql = sql
+        self.converters = tuple(converters)
+        self.plan = tuple(plan)
+        self.constants = tuple(constants)
+        self.result = result  # what the caller needs to read the result (a field, a builder)
+
+    def params(self, values: Sequence[Any]) -> list[Any]:
+        """The parameters for ``values``; :class:`Fallback` if peewee would not bind one as is."""
+        converted = []
+        # zip() without strict=: the keyword alone costs more than the loop.
+        for convert, value in zip(self.converters, values):  # noqa: B905 (one converter per value)
+            # peewee writes a node (or a model class) as SQL, before or after conversion.
+            if isinstance(value, _SQL_VALUES):
+                raise Fallback
+            if convert is not None:
+                value = convert(value)
+                if isinstance(value, _SQL_VALUES):
+                    raise Fallback
+            converted.append(value)
+        constants = self.constants
+        return [converted[i] if i >= 0 else constants[-1 - i] for i in self.plan]
+
+
+def compile_statement(
+    database: AsyncDatabase,
+    query: Any,
+    converters: Sequence[Callable[[Any], Any] | None],
+    result: Any = None,
+) -> Statement | None:
+    """Compile ``query``, built with :func:`_slots` placeholders, into a :class:`Statement`.
+
+    ``None`` when the placeholders did not all come out as parameters, once each.
+    """
+    sql, params = database.get_sql_context().sql(query).query()  # type: ignore[attr-defined]
+    plan: list[int] = []
+    constants: list[Any] = []
+    for param in params:
+        if isinstance(param, _Slot):
+            plan.append(param.index)
+        else:
+            constants.append(param)
+            plan.append(-len(constants))
+    if sorted(i for i in plan if i >= 0) != list(range(len(converters))):
+        return None
+    return Statement(sql, converters, plan, constants, result)
+
+
+# -- the cache ---------------------------------------------------------------
+
+
+def _stamp(meta: Any) -> tuple[Any, ...]:
+    """What a model's compiled SQL depends on; any change makes a new stamp."""
+    return (meta.database, meta.table_name, meta._schema, meta.sorted_fields, meta.primary_key)
+
+
+def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], Any]) -> Any:
+    """The value ``build()`` made for ``(model, key)`` on ``database``, while the model is unchanged.
+
+    ``build`` may return ``None`` (the shape cannot be cached); that answer is
+    cached too, so an unsupported shape costs one look-up, not a compile.
+    """
+    shapes = database._shapes
+    entry = shapes.get((model, key))
+    meta = model._meta
+    if entry is not None:
+        # Compared by identity: fields compare with == into SQL expressions.
+        stamp = entry[0]
+        if (
+            stamp[0] is meta.database
+            and stamp[1] is meta.table_name
+            and stamp[2] is meta._schema
+            and stamp[3] is meta.sorted_fields
+            and stamp[4] is meta.primary_key
+        ):
+            return entry[1]
+    value = build()
+    if len(shapes) >= CACHE_LIMIT:
+        shapes.clear()
+    shapes[(model, key)] = (_stamp(meta), value)
+    return value
+
+
+# -- which models and fields are plain ----------------------------------------
+
+
+def _overrides(cls: type, base: type, name: str) -> bool:
+    return getattr(cls, name) is not getattr(base, name)
+
+
+def _plain_model(model: Any) -> bool:
+    """Whether instances of ``model`` are made and filled only by peewee's own code.
+
+    Then a row can be stored straight into ``__data__``: that is what
+    ``Model.__init__`` and the fields' accessors would do.
+    """
+    if not (_is_model(model) and issubclass(model, peewee.Model)):
+        return False
+    if type(model).__call__ is not type.__call__ or model.__new__ is not object.__new__:
+        return False
+    if any(_overrides(model, peewee.Model, name) for name in ("__init__", "__setattr__")):
+        return False
+    for name in model._meta.fields:
+        accessor = next((k.__dict__[name] for k in model.__mro__ if name in k.__dict__), None)
+        if type(accessor) not in _PLAIN_ACCESSORS:
+            return False
+    return True
+
+
+def _model_methods_plain(model: Any, *names: str) -> bool:
+    """Whether ``model`` keeps peewee's own classmethods/methods ``names``."""
+    for name in names:
+        mine = getattr(model, name)
+        theirs = getattr(peewee.Model, name)
+        if getattr(mine, "__func__", mine) is not getattr(theirs, "__func__", theirs):
+            return False
+    return True
+
+
+def _plain_field(model: Any, field: Any) -> bool:
+    """A field of ``model`` that compares, converts and writes its values as ``peewee.Field`` does."""
+    cls = type(field)
+    return (
+        isinstance(field, _Field)
+        and not isinstance(field, peewee.FieldAlias)
+        and model._meta.fields.get(field.name) is field
+        and field._coerce
+        and cls.__eq__ is _column_eq
+        and cls.to_value is _Field.to_value
+    )
+
+
+# -- model rows ----------------------------------------------------------------
+
+# A column of a row builder: its index, its converter, and the types of the
+# values the converter returns unchanged (None: convert every value).
+_Column = tuple[int, Callable[[Any], Any], "set[type] | None"]
+
+
+def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
+    """A function making instances of ``model`` from rows of ``fields``, or ``None``.
+
+    Gives exactly what peewee's ``ModelObjectCursorWrapper`` gives: each value
+    through its field's ``python_value``, ``__data__`` in column order, no
+    dirty fields, no related objects cached.
+    """
+    names = [field.name for field in fields]
+    if len(set(names)) != len(names) or not _plain_model(model):
+        return None
+    for field in fields:
+        if not (isinstance(field, _Field) and not isinstance(field, peewee.FieldAlias)):
+            return None
+        if model._meta.fields.get(field.name) is not field or not field._coerce:
+            return None
+    # peewee's Field.python_value is "None stays None, else adapt()". For the
+    # fields that keep it we call adapt() directly, and not at all for None or
+    # for a value of the one type its adapt() returns unchanged; a column with
+    # only such values is not converted at all. Fields with a python_value of
+    # their own get every value, None too.
+    columns: list[_Column] = []
+    for index, field in enumerate(fields):
+        if type(field).python_value is _Field.python_value:
+            columns.append((index, field.adapt, {_NoneType, _UNCHANGED.get(type(field).adapt, _NoneType)}))
+        else:
+            columns.append((index, field.python_value, None))
+    new = object.__new__
+
+    def build(rows: Sequence[Sequence[Any]]) -> list[Any]:
+        if len(rows) == 1:
+            rows = [_convert_row(rows[0], columns)]
+        elif rows:
+            rows = _convert(rows, columns)
+        instances: list[Any] = []
+        append = instances.append
+        for row in rows:
+            instance = new(model)
+            instance.__data__ = dict(zip(names, row))  # noqa: B905 (rows have one value per name)
+            instance._dirty = set()
+            instance.__rel__ = {}
+            append(instance)
+        return instances
+
+    return build
+
+
+def _convert_row(row: Sequence[Any], columns: Sequence[_Column]) -> Sequence[Any]:
+    """One row converted as :func:`_convert` converts many."""
+    converted = list(row)
+    for index, convert, unchanged in columns:
+        value = converted[index]
+        if unchanged is None or type(value) not in unchanged:
+            converted[index] = convert(value)
+    return converted
+
+
+def _convert(rows: Sequence[Sequence[Any]], columns: Sequence[_Column]) -> Sequence[Sequence[Any]]:
+    """``rows`` with each value through its column's converter, column by column.
+
+    A column whose values all have a type in its ``unchanged`` set is left as it is.
+    """
+    table: list[Sequence[Any]] = list(zip(*rows))  # noqa: B905
+    converted = False
+    for index, convert, unchanged in columns:
+        values = table[index]
+        if unchanged is None:
+            table[index] = list(map(convert, values))
+        elif not set(map(type, values)) <= unchanged:
+            table[index] = [value if type(value) in unchanged else convert(value) for value in values]
+        else:
+            continue
+        converted = True
+    if not converted:
+        return rows
+    return list(zip(*table))  # noqa: B905
+
+
+def select_row_builder(
+    database: AsyncDatabase, query: Any
+) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
+    """The :func:`row_builder` for a plain model select (one model, no joins, model rows)."""
+    if type(query) is not _ModelSelect or query._row_type not in (None, peewee.ROW.MODEL):
+        return None
+    model = query.model
+    if query._joins or len(query._from_list) != 1 or query._from_list[0] is not model:
+        return None
+    fields = query._returning
+    if fields is None:
+        return None
+    # Keyed by identity: a cached builder holds its fields, so their ids stay theirs.
+    key = ("rows", *map(id, fields))
+    return cached(database, model, key, lambda: row_builder(model, fields))  # type: ignore[no-any-return]
+
+
+# -- the Manager's shapes --------------------------------------------------------
+
+
+def where_value(value: Any) -> bool:
+    """Whether peewee binds ``field == value`` as one parameter (not IS NULL, a list, SQL)."""
+    return not (value is None or isinstance(value, _MULTI) or isinstance(value, _SQL_VALUES))
+
+
+def get_statement(
+    database: AsyncDatabase, model: Any, args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[Statement, list[Any]] | None:
+    """The select of ``get(model, *args, **kwargs)`` and its values, or ``None`` for the generic path.
+
+    Covers a primary key value (``get(Model, 5)``), ``field == value``
+    expressions on the model's own fields and ``field_name=value`` lookups.
+    """
+    meta = model._meta
+    by_pk = bool(args) and len(args) == 1 and isinstance(args[0], int) and bool(meta.auto_increment)
+    arg_fields: list[Any] = []
+    values: list[Any] = []
+    if by_pk:
+        values.append(args[0])
+    else:
+        for arg in args:
+            if type(arg) is not peewee.Expression or arg.op != peewee.OP.EQ or arg.flat:
+                return None
+            arg_fields.append(arg.lhs)
+            values.append(arg.rhs)
+    for name, value in kwargs.items():
+        if "__" in name:
+            return None
+        values.append(value)
+    for value in values:
+        if not where_value(value):
+            return None
+
+    def build() -> Statement | None:
+        if not _plain_model(model) or not _model_methods_plain(model, "select"):
+            return None
+        named = [meta.fields.get(name) for name in kwargs]
+        if any(field is None or getattr(model, field.name, None) is not field for field in named):
+            return None
+        fields = ([meta.primary_key] if by_pk else arg_fields) + named
+        if not all(_plain_field(model, field) for field in fields):
+            return None
+        slots = _slots(len(fields))
+        query = model.select()
+        if by_pk:
+            query = query.where(meta.primary_key == slots[0])
+        elif arg_fields:
+            query = query.where(*[field == slot for field, slot in zip(arg_fields, slots, strict=False)])
+        if kwargs:
+            query = query.filter(**dict(zip(kwargs, slots[len(fields) - len(named) :], strict=True)))
+        query = query.paginate(1, 1)
+        builder = row_builder(model, query._returning)
+        if builder is None:
+            return None
+        return compile_statement(database, query, [field.db_value for field in fields], builder)
+
+    # Keyed by the fields' ids: the statement holds the fields (their db_value), so the ids stay theirs.
+    key = ("get", by_pk, *map(id, arg_fields), *kwargs)
+    statement = cached(database, model, key, build)
+    return None if statement is None else (statement, values)
+
+
+def _write_fields(model: Any, names: Sequence[str]) -> list[Any] | None:
+    fields = [model._meta.combined.get(name) for name in names]
+    if not all(field is not None and _plain_field(model, field) for field in fields):
+        return None
+    return fields
+
+
+def insert_statement(database: AsyncDatabase, model: Any, names: Sequence[str]) -> Statement | None:
+    """The INSERT of ``Model.insert(**{name: value, ...})`` for these names; ``result`` is the
+    primary key field when the statement returns it."""
+
+    def build() -> Statement | None:
+        meta = model._meta
+        if not names or meta.composite_key or not _model_methods_plain(model, "insert"):
+            return None
+        fields = _write_fields(model, names)
+        # peewee fills in the defaults of fields left out (calling callables each
+        # time): only the shapes that name every field with a default are fixed.
+        if fields is None or set(meta.defaults) - set(fields):
+            return None
+        query = model.insert(**dict(zip(names, _slots(len(names)), strict=True)))
+        from .execution import prepare_insert
+
+        prepare_insert(database, query)
+        returning = query._returning
+        if returning and (len(returning) != 1 or returning[0] is not meta.primary_key):
+            return None
+        pk = meta.primary_key if returning else None
+        return compile_statement(database, query, [field.db_value for field in fields], pk)
+
+    return cached(database, model, ("insert", *names), build)  # type: ignore[no-any-return]
+
+
+def update_statement(database: AsyncDatabase, model: Any, names: Sequence[str]) -> Statement | None:
+    """``Model.update(**{name: value, ...}).where(pk == value)``: the values, then the primary key."""
+
+    def build() -> Statement | None:
+        meta = model._meta
+        if meta.composite_key or not _model_methods_plain(model, "update", "_pk_expr"):
+            return None
+        fields = _write_fields(model, names)
+        if not fields or not _plain_field(model, meta.primary_key):
+            return None
+        slots = _slots(len(fields) + 1)
+        query = model.update(**dict(zip(names, slots, strict=False))).where(meta.primary_key == slots[-1])
+        converters = [field.db_value for field in fields] + [meta.primary_key.db_value]
+        return compile_statement(database, query, converters)
+
+    return cached(database, model, ("update", *names), build)  # type: ignore[no-any-return]
+
+
+def delete_statement(database: AsyncDatabase, model: Any) -> Statement | None:
+    """``Model.delete().where(pk == value)``."""
+
+    def build() -> Statement | None:
+        meta = model._meta
+        if meta.composite_key or not _model_methods_plain(model, "delete", "_pk_expr"):
+            return None
+        if not _plain_field(model, meta.primary_key):
+            return None
+        slot = _slots(1)[0]
+        query = model.delete().where(meta.primary_key == slot)
+        return compile_statement(database, query, [meta.primary_key.db_value])
+
+    return cached(database, model, ("delete",), build)  # type: ignore[no-any-return]
+
+
+# What a select of a whole table sets to None; any of them set changes its count.
+_CLAUSES = (
+    "_where", "_order_by", "_limit", "_offset", "_cte_list", "_alias", "_group_by",
+    "_having", "_windows", "_for_update", "_lateral", "_distinct", "_simple_distinct",
+)  # fmt: skip
+
+
+def count_statement(
+    database: AsyncDatabase, query: Any, build_count: Callable[[Any], Any]
+) -> Statement | None:
+    """The COUNT of ``Model.select()`` (any columns, nothing else): ``build_count(query)``, compiled once.
+
+    ``result`` holds the attribute names a plain select has: a query with any
+    other (set by a method this module does not know) is not plain.
+    """
+    if type(query) is not _ModelSelect:
+        return None
+    model = query.model
+    state = query.__dict__
+    if query._joins or len(query._from_list) != 1 or query._from_list[0] is not model:
+        return None
+    for name in _CLAUSES:
+        if state.get(name, 0) is not None:
+            return None
+
+    def build() -> Statement | None:
+        statement = compile_statement(database, build_count(query), [])
+        if statement is not None:
+            statement.result = frozenset(state)
+        return statement
+
+    statement: Statement | None = cached(database, model, ("count",), build)
+    if statement is None or not state.keys() <= statement.result:
+        return None
+    return statement
