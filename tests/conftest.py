@@ -16,6 +16,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -73,12 +74,9 @@ BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]
     ),
     "mysql": ("mysql", peewee_async.MySQLDatabase, {}),
     "mysql-pool": ("mysql", peewee_async.PooledMySQLDatabase, {"max_connections": 4}),
-    "sqlite": ("sqlite", peewee_async.SqliteDatabase, {}),
-    "sqlite-pool": (
-        "sqlite",
-        peewee_async.SqliteDatabase,
-        {"max_connections": 4, "pragmas": {"journal_mode": "wal"}},
-    ),
+    # SQLite checks foreign keys only when asked, as applications do. Several
+    # connections to one file are tested on their own, in test_sqlite.py.
+    "sqlite": ("sqlite", peewee_async.SqliteDatabase, {"pragmas": {"foreign_keys": 1}}),
 }
 POOLED = {
     name
@@ -90,11 +88,24 @@ _reachable: dict[str, str | None] = {}
 
 
 def make_database(backend: str, **overrides: Any) -> peewee_async.AsyncDatabase:
-    """A fresh database object of the ``backend`` class, connected to its test server."""
+    """A fresh database object of the ``backend`` class, connected to its test server.
+
+    SQLite databases get ``SLEEP(seconds)`` and ``CLOCK()`` (the time now)
+    functions, so that tests can run the same slow statements as on MySQL.
+    """
     server, cls, extra = BACKENDS[backend]
     settings = server_settings(server)
     name = settings.pop("database")
-    return cls(name, **{**settings, **extra, **overrides})
+    database = cls(name, **{**settings, **extra, **overrides})
+    if isinstance(database, peewee.SqliteDatabase):
+        database.register_function(_sleep, "SLEEP", 1)
+        database.register_function(time.time, "CLOCK", 0)
+    return database
+
+
+def _sleep(seconds: float) -> int:
+    time.sleep(seconds)
+    return 0
 
 
 def _require_server(server: str) -> None:

@@ -79,7 +79,7 @@ async def test_execute_raw_and_compound(db):
         await peewee_async.create_object(TestModel, text=text)
     table = TestModel._meta.table_name
     raw = await peewee_async.execute(
-        TestModel.raw(f"SELECT * FROM {table} WHERE text <> %s ORDER BY text", "b")
+        TestModel.raw(f"SELECT * FROM {table} WHERE text <> {db.param} ORDER BY text", "b")
     )
     assert [(type(r), r.text) for r in raw] == [(TestModel, "a"), (TestModel, "c")]
     q1 = TestModel.select(TestModel.text).where(TestModel.text << ["a", "b"])

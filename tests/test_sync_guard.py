@@ -109,13 +109,13 @@ async def test_sync_commit_and_rollback_are_guarded(db):
 
 
 async def test_guard_stops_commit_of_a_sync_transaction_started_while_allowed(db, objects):
-    with db.atomic():
+    with db.atomic() as transaction:
         TestModel.create(text="sync-uncommitted")
         db.allow_sync = False
         with pytest.raises(SyncQueryError, match="COMMIT"):
             db.commit()
         db.allow_sync = True
-        db.rollback()
+        transaction.rollback()
     db.close()
     assert await count_rows(objects) == 0
 

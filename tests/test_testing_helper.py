@@ -289,9 +289,10 @@ async def test_connection_is_released_when_the_test_is_cancelled(db, observer, w
                     # No row written here: the server finishes the cut-off
                     # statement on its own, and must hold no lock meanwhile.
                     inside.set()
-                    sleep = {"postgres": "SELECT pg_sleep(5)", "mysql": "SELECT SLEEP(5)"}
-                    server = "postgres" if "Postgres" in type(db).__name__ else "mysql"
-                    await db.execute_sql_async(sleep[server])
+                    if isinstance(db, peewee.PostgresqlDatabase):
+                        await db.execute_sql_async("SELECT pg_sleep(5)")
+                    else:  # MySQL's SLEEP(), or the tests' function of that name on SQLite
+                        await db.execute_sql_async("SELECT SLEEP(1)")
 
     task = asyncio.create_task(test_body())
     await inside.wait()
