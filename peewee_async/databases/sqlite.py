@@ -133,11 +133,27 @@ class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
 
     Async tasks share one connection and take turns (``max_connections=1``),
     which is what keeps concurrent writers from ever seeing "database is
-    locked". An in-memory database (``':memory:'``) is a different database
-    for each connection, so sync code and async code would not see each
-    other's tables: use a file. Example::
+    locked". With ``journal_mode=wal``, ``max_connections`` above one lets
+    readers run beside the writer; transactions then begin with ``BEGIN
+    IMMEDIATE`` and wait up to ``timeout`` seconds for the write lock. An
+    in-memory database (``':memory:'``) is a different database for each
+    connection, so sync code and async code would not see each other's
+    tables: use a file. Example::
 
         database = SqliteDatabase('app.db', pragmas={'journal_mode': 'wal'})
     """
 
     pool_class = AiosqlitePool
+
+    def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+        if _in_memory(database) and self.max_connections > 1:
+            raise ValueError(
+                f"SqliteDatabase({database!r}, max_connections={self.max_connections}): an in-memory "
+                "database is a different, empty database on each connection. Use max_connections=1 "
+                "(the default) or a database file."
+            )
+        super().init(database, *args, **kwargs)
+
+
+def _in_memory(database: str | None) -> bool:
+    return database == ":memory:" or (database or "").startswith("file::memory:")
