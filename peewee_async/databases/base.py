@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import ConnectionLost, SyncQueryError, TransactionError, translate_driver_errors
+from ..errors import ConnectionLost, QueryTimeout, SyncQueryError, TransactionError, translate_driver_errors
 from .pool import Pool, driver_message
 
 if TYPE_CHECKING:
@@ -354,7 +354,7 @@ class AsyncDatabase:
         try:
             return await pool.execute(conn, sql, params, timeout)
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            if isinstance(exc, ConnectionLost) or not pool.is_closed(conn):
+            if isinstance(exc, ConnectionLost | QueryTimeout) or not pool.is_closed(conn):
                 raise
             if held is None:
                 what = "the statement may or may not have run. The next query takes another connection"

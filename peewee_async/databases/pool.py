@@ -168,8 +168,8 @@ class Pool(ABC):
             raise QueryTimeout(
                 f"The statement ran longer than query_timeout={timeout}s on "
                 f"{self.database.describe()}, and the server did not answer the request to stop "
-                f"it within {self.cancel_grace}s (is the network down?); its connection was "
-                f"closed. Statement: {_shorten(sql)}"
+                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
+                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
             ) from None
         except _TimedOut as timed_out:
             self._interrupted.discard(conn)
@@ -298,8 +298,12 @@ class _Unanswered(Exception):
 
 def driver_message(exc: BaseException) -> str:
     """The driver's own message in a peewee exception made by ``translate_driver_errors``."""
-    inner = exc.args[0] if exc.args else exc
-    return str(inner).strip() if isinstance(inner, BaseException) else str(exc).strip()
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    cause = inner.__cause__  # e.g. the OSError under PyMySQL's "Can't connect to MySQL server"
+    if cause is not None and str(cause) not in text:
+        text += f" ({cause})"
+    return text
 
 
 def _shorten(sql: str, limit: int = 200) -> str:
