@@ -18,19 +18,32 @@ M = TypeVar("M", bound=peewee.Model)
 
 
 class Manager:
-    """Async peewee models manager.
+    """Async peewee models manager: every async call on one database.
 
-    :param database: the async database (or define ``database`` as a class attribute).
+    :param database: one of peewee-async's database classes; or leave it out
+        and set ``database`` as a class attribute of a subclass.
     :param loop: accepted for compatibility with 0.x and unused: connections
         open on the loop that awaits them.
+    :raises peewee.ImproperlyConfigured: without a database, or with a sync
+        peewee database.
 
-    Example::
+    Each query runs on the database its model is bound to, which must be this
+    manager's database (:class:`~peewee_async.WrongDatabaseError` otherwise);
+    a model bound to no database runs on this one. Every result is read
+    completely before the call returns. Example::
 
-        objects = Manager(PostgresqlDatabase('test'))
+        objects = Manager(PooledPostgresqlDatabase('test'))
 
         async def handler():
             user = await objects.create(User, username='test')
             same = await objects.get(User, id=user.id)
+
+    or with the database on a subclass::
+
+        class MyManager(Manager):
+            database = PooledPostgresqlDatabase('test')
+
+        objects = MyManager()
     """
 
     #: The async database of this manager, given to the constructor or set on a subclass.
@@ -60,15 +73,26 @@ class Manager:
 
     @property
     def is_connected(self) -> bool:
-        """Whether the database's async pool is open."""
+        """Whether the database's async pool is open (on the running or last used event loop)."""
         return self._db.is_connected
 
     async def connect(self) -> None:
-        """Open the database's async connections now; queries also open them when needed."""
+        """Open the database's async pool now rather than at the first query.
+
+        Opens ``min_connections`` connections, within the database's
+        ``connect_timeout``; connection errors come out as peewee's
+        ``OperationalError``.
+        """
         await self._db.connect_async()
 
     async def close(self) -> None:
-        """Close the database's async connections; a later query opens them again."""
+        """Close the database's async connections; a later query opens them again.
+
+        Await it before the event loop that opened them ends (e.g. at the end
+        of the coroutine given to ``asyncio.run()``). Raises
+        :class:`~peewee_async.TransactionError` while a transaction block of
+        the database is open.
+        """
         await self._db.close_async()
 
     # -- queries -----------------------------------------------------------
@@ -78,9 +102,15 @@ class Manager:
     @overload
     async def get(self, source_: Any, *args: Any, **kwargs: Any) -> Any: ...
     async def get(self, source_: Any, *args: Any, **kwargs: Any) -> Any:
-        """The model instance matching a model and lookups, or a select query.
+        """The first row matching a model and lookups, or the first row of a select query.
 
-        Raises the model's ``DoesNotExist`` when nothing matches. Example::
+        :param source_: a model class, or a select query of a model.
+        :param args: expressions (``Model.field == value``); or a single
+            integer, the primary key of a model with an auto-increment key.
+        :param kwargs: field lookups, as peewee's ``Model.get(**filters)``.
+        :raises DoesNotExist: the model's ``DoesNotExist`` when no row matches.
+
+        Example::
 
             obj1 = await objects.get(MyModel, id=1)
             obj2 = await objects.get(MyModel, MyModel.id == 1)
@@ -89,58 +119,144 @@ class Manager:
         return await operations.get(self._db, source_, *args, **kwargs)
 
     async def create(self, model_: type[M], **data: Any) -> M:
-        """Insert a new row and return the instance, its primary key set."""
+        """Insert a new row and return the instance, its primary key set.
+
+        Like ``Model.create(**data)``; an overridden ``save()`` is not called.
+        Example::
+
+            user = await objects.create(User, username='alice')
+        """
         return await operations.create(self._db, model_, **data)
 
     async def update(self, obj: peewee.Model, only: Any = None) -> int:
-        """Write the instance's fields (or ``only`` those: fields or names); returns rows updated.
+        """Write a saved instance's fields to its row; returns the number of rows updated.
 
-        Does not call an overridden ``save()``; use :meth:`create` for new rows.
+        :param obj: a model instance with a primary key value.
+        :param only: the fields (or field names) to write; all by default, or
+            the changed ones with ``only_save_dirty = True`` in the model's
+            Meta (then nothing is written, and 0 returned, when none changed).
+        :raises ValueError: when the instance has no primary key value: insert
+            it with :meth:`create` first.
+
+        Does not call an overridden ``save()``. Example::
+
+            user.username = 'bob'
+            await objects.update(user, only=[User.username])
         """
         return await operations.update(self._db, obj, only=only)
 
     async def delete(self, obj: peewee.Model, recursive: bool = False, delete_nullable: bool = False) -> int:
-        """Delete the instance's row; with ``recursive`` also rows that depend on it."""
+        """Delete the instance's row; returns the number of rows deleted.
+
+        :param recursive: first delete the rows that depend on ``obj`` through
+            foreign keys (dependents on a nullable foreign key are set to NULL
+            instead), all in one ``atomic()`` block, so a failure deletes nothing.
+        :param delete_nullable: with ``recursive``, delete the dependents on
+            nullable foreign keys too.
+
+        Like ``Model.delete_instance()``; an overridden one is not called.
+        """
         return await operations.delete(self._db, obj, recursive=recursive, delete_nullable=delete_nullable)
 
     async def get_or_create(
         self, model_: type[M], defaults: dict[str, Any] | None = None, **kwargs: Any
     ) -> tuple[M, bool]:
-        """``(instance, created)``: the row matching ``kwargs``, or a new one with ``defaults``."""
+        """``(instance, created)``: the row matching ``kwargs``, or a new one with ``defaults`` added.
+
+        Safe against a concurrent insert of the same unique values: when the
+        insert fails with ``IntegrityError`` (inside a savepoint or transaction
+        of its own), the row the other side inserted is returned with
+        ``created=False``. Example::
+
+            user, created = await objects.get_or_create(User, username='alice', defaults={'age': 30})
+        """
         return await operations.get_or_create(self._db, model_, defaults, **kwargs)
 
     async def create_or_get(self, model_: type[M], **kwargs: Any) -> tuple[M, bool]:
-        """``(instance, created)``: a new row, or the existing one with the same unique values."""
+        """``(instance, created)``: a new row, or the existing one with the same unique values.
+
+        It inserts first; on ``IntegrityError`` it gets the row by those of
+        ``kwargs`` that belong to unique or primary-key fields, and re-raises
+        the error when there are none.
+        """
         return await operations.create_or_get(self._db, model_, **kwargs)
 
     async def execute(self, query: Any) -> Any:
-        """Run a query: rows for a select, the new key for an insert, a row count for update/delete."""
+        """Run any peewee query and return what the sync ``query.execute()`` returns, fully read.
+
+        - select, compound select, raw query: a list of rows: model instances,
+          or dicts, tuples, named tuples after ``.dicts()``, ``.tuples()``,
+          ``.namedtuples()``. Iterating the query afterwards reads these rows
+          again instead of running it a second time.
+        - insert: the new primary key (what peewee returns for the database
+          for ``insert_many()``), or the rows of a ``RETURNING`` clause.
+        - update, delete: the number of rows, or the rows of ``RETURNING``.
+
+        Example::
+
+            users = await objects.execute(User.select().where(User.active == True))
+            count = await objects.execute(User.update(active=False).where(User.id < 10))
+        """
         return await execute(database_of(query, self._db), query)
 
     async def prefetch(self, query: Any, *subqueries: Any, **kwargs: Any) -> list[Any]:
-        """Rows of ``query`` with the related rows of each subquery attached, as peewee's ``prefetch``."""
+        """Rows of ``query`` with the related rows of each subquery attached, as peewee's ``prefetch()``.
+
+        Runs one query per model. ``prefetch_type`` (peewee's
+        ``PREFETCH_TYPE.WHERE`` or ``JOIN``) is accepted as in peewee. Example::
+
+            users = await objects.prefetch(User.select(), Tweet.select())
+            for user in users:
+                print(user.username, [tweet.text for tweet in user.tweets])
+        """
         return await operations.prefetch(self._db, query, *subqueries, **kwargs)
 
     async def count(self, query: Any, clear_limit: bool = False) -> int:
-        """The number of rows a select query returns."""
+        """The number of rows a select query returns, counted by the server.
+
+        :param clear_limit: ignore the query's LIMIT and OFFSET.
+        """
         return await operations.count(self._db, query, clear_limit=clear_limit)
 
     async def scalar(self, query: Any, as_tuple: bool = False) -> Any:
-        """The first value of the first row (the whole row with ``as_tuple``), e.g. for aggregates."""
+        """The first value of the first row (the whole row with ``as_tuple``), e.g. for aggregates.
+
+        ``None`` when the query returns no row. Example::
+
+            oldest = await objects.scalar(User.select(fn.MAX(User.age)))
+        """
         return await operations.scalar(self._db, query, as_tuple=as_tuple)
 
     # -- transactions --------------------------------------------------------
 
     def atomic(self) -> Transaction:
-        """``async with objects.atomic():`` a transaction, or a savepoint when nested."""
+        """``async with objects.atomic():`` a transaction, or a savepoint when nested.
+
+        The block commits when its body finishes and rolls back when it
+        raises. It belongs to the running task: tasks it spawns run outside
+        it (see :doc:`transactions`). Example::
+
+            async with objects.atomic():
+                await objects.create(PageBlock, key='intro', text='...')
+                await objects.create(PageBlock, key='signature', text='...')
+        """
         return self._db.atomic_async()
 
     def transaction(self) -> Transaction:
-        """``async with objects.transaction():`` a transaction; nested, it joins the outer one."""
+        """``async with objects.transaction():`` a transaction; nested, it joins the outer one.
+
+        Nested inside a transaction of the same task, it opens nothing: an
+        exception leaving it undoes nothing by itself, the outer block decides.
+        """
         return self._db.transaction_async()
 
     def savepoint(self, sid: str | None = None) -> Transaction:
-        """``async with objects.savepoint():`` a savepoint inside the running task's transaction."""
+        """``async with objects.savepoint():`` a savepoint inside the running task's transaction.
+
+        :param sid: the savepoint's name; a random one by default.
+        :raises TransactionError: when the running task has no transaction
+            open on the database.
+        """
         return self._db.savepoint_async(sid)
 
     # -- sync code -------------------------------------------------------------
@@ -149,8 +265,10 @@ class Manager:
     def allow_sync(self) -> Iterator[None]:
         """Allow sync queries inside the block; closes the sync connection on the way out.
 
-        The previous ``allow_sync`` setting comes back even when the block raises.
-        Example::
+        The previous ``allow_sync`` setting comes back even when the block
+        raises. The sync connection stays open if a sync transaction is still
+        open on it. The setting is the database's, not the task's: keep
+        ``await`` out of the block. Example::
 
             with objects.allow_sync():
                 PageBlock.create_table(True)

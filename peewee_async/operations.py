@@ -220,11 +220,32 @@ async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = 
     clone = query.order_by().alias("_wrapped")
     if clear_limit:
         clone._limit = clone._offset = None
-    if getattr(clone, "_count_can_project_one", lambda: False)():
+    if _count_can_project_one(clone):
         clone = clone.select(peewee.SQL("1"))
     counting = peewee.Select([clone], [peewee.fn.COUNT(peewee.SQL("1"))])
     result = await scalar(database_of(query, database), counting)
     return int(result or 0)
+
+
+def _count_can_project_one(query: Any) -> bool:
+    """Whether counting may select ``1`` instead of the query's columns, as peewee decides.
+
+    Selecting ``1`` also keeps a join that selects two ``id`` columns valid as
+    a derived table on MySQL. peewee 4 has the method; 3.17 checks inline.
+    """
+    method = getattr(query, "_count_can_project_one", None)
+    if method is not None:
+        return bool(method())
+    try:
+        return (
+            query._having is None
+            and query._group_by is None
+            and query._windows is None
+            and query._distinct is None
+            and query._simple_distinct is not True
+        )
+    except AttributeError:  # compound queries take their columns from their operands
+        return False
 
 
 async def scalar(database: AsyncDatabase | None, query: Any, as_tuple: bool = False) -> Any:

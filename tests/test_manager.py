@@ -641,6 +641,17 @@ async def test_count(objects):
     assert await objects.count(grouped) == 5
 
 
+async def test_count_of_a_join_selecting_both_models(objects):
+    # Both models have an `id` column: counted as selected, the derived table
+    # would have two columns of that name, which MySQL refuses.
+    alpha = await objects.create(TestModelAlpha, text="a")
+    for text in ("b1", "b2"):
+        await objects.create(TestModelBeta, alpha=alpha, text=text)
+    joined = TestModelBeta.select(TestModelBeta, TestModelAlpha).join(TestModelAlpha)
+    assert await objects.count(joined) == 2
+    assert await objects.count(joined.where(TestModelAlpha.text == "none")) == 0
+
+
 async def test_scalar(objects):
     made = await make_texts(objects, "a", "b", "c")
     assert await objects.scalar(TestModel.select(peewee.fn.MAX(TestModel.id))) == made[-1].id

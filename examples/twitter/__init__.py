@@ -1,0 +1,1 @@
+"""tweepee, a twitter-like example app on Starlette and peewee-async (see README.md)."""

@@ -1,0 +1,5 @@
+"""``python -m examples.twitter [URL] [--port N]``."""
+
+from .app import main
+
+main()
