@@ -21,6 +21,7 @@ from .server_checks import (
     assert_recovered,
     fill_pool,
     idle_sessions,
+    is_postgres,
     kill_sessions,
     session_id_sql,
     session_of,
@@ -94,10 +95,8 @@ async def test_killed_during_a_statement(db, objects, backend, observer):
     tag = f"kill-{uuid.uuid4().hex}"
     task = asyncio.create_task(db.execute_sql_async(sleep_sql(backend, 3, tag)))
     sid = await wait_running(observer, backend, tag)
-    await observer.execute_sql_async(
-        "SELECT pg_terminate_backend(%s)" if backend.startswith("postgres") else f"KILL {sid}",
-        (sid,) if backend.startswith("postgres") else (),
-    )
+    kill = f"SELECT pg_terminate_backend({sid})" if is_postgres(backend) else f"KILL {sid}"
+    await observer.execute_sql_async(kill)
     with pytest.raises(ConnectionLost, match="may or may not have run"):
         await task
     await assert_recovered(db, backend, observer, [], grow_to=pool_size(backend))
@@ -119,11 +118,11 @@ async def test_killed_before_commit_is_not_silent(db, objects, backend, observer
 @pytest.fixture
 async def sqlite_db(tmp_path: pathlib.Path) -> AsyncIterator[peewee_async.SqliteDatabase]:
     database = peewee_async.SqliteDatabase(tmp_path / "x.db")
-    database.bind([TestModel])
-    database.create_tables([TestModel])
-    database.close()
-    yield database
-    await database.close_async()
+    with database.bind_ctx([TestModel]):
+        database.create_tables([TestModel])
+        database.close()
+        yield database
+        await database.close_async()
 
 
 async def test_sqlite_closed_idle_connection_is_replaced(sqlite_db):

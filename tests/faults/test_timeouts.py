@@ -91,18 +91,18 @@ def test_query_timeout_is_a_constructor_argument(backend):
 async def test_sqlite_slow_statement_is_interrupted(tmp_path: pathlib.Path):
     database = peewee_async.SqliteDatabase(tmp_path / "x.db", query_timeout=0.5)
     objects = peewee_async.Manager(database)
-    database.bind([TestModel])
-    database.create_tables([TestModel])
-    database.close()
-    try:
-        await objects.create(TestModel, text="before")
-        with pytest.raises(QueryTimeout, match="stopped on the server") as raised:
-            async with objects.atomic():
-                await objects.create(TestModel, text="rolled-back")
-                await database.execute_sql_async(SLOW_SQLITE)
-        assert "interrupted" in str(raised.value.__cause__)
-        # The one connection is free at once: the statement no longer runs in its thread.
-        assert [m.text for m in await objects.execute(TestModel.select())] == ["before"]
-        assert database.pool.used == 0 and database.pool.size == 1
-    finally:
-        await database.close_async()
+    with database.bind_ctx([TestModel]):
+        database.create_tables([TestModel])
+        database.close()
+        try:
+            await objects.create(TestModel, text="before")
+            with pytest.raises(QueryTimeout, match="stopped on the server") as raised:
+                async with objects.atomic():
+                    await objects.create(TestModel, text="rolled-back")
+                    await database.execute_sql_async(SLOW_SQLITE)
+            assert "interrupted" in str(raised.value.__cause__)
+            # The one connection is free at once: the statement no longer runs in its thread.
+            assert [m.text for m in await objects.execute(TestModel.select())] == ["before"]
+            assert database.pool.used == 0 and database.pool.size == 1
+        finally:
+            await database.close_async()
