@@ -1,44 +1,26 @@
 """The quickstart of the docs: sync peewee and async peewee on one database.
 
 It runs on SQLite by default (a file in the system's temp folder), or on
-PostgreSQL or MySQL given a URL::
+PostgreSQL or MySQL given a database URL, as an argument or in ``DATABASE_URL``::
 
     python examples/quickstart.py
-    python examples/quickstart.py postgresql://postgres@127.0.0.1:5432/test
-    python examples/quickstart.py mysql://root@127.0.0.1:3306/test
+    python examples/quickstart.py postgres+pool://postgres@127.0.0.1:5432/test
+    DATABASE_URL=mysql+pool://root@127.0.0.1:3306/test python examples/quickstart.py
 """
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import peewee
 
 import peewee_async
 
-
-def database_from_url(url: str) -> peewee_async.AsyncDatabase:
-    if url == "sqlite":
-        return peewee_async.SqliteDatabase(str(Path(tempfile.gettempdir()) / "peewee_async_quickstart.db"))
-    parts = urlsplit(url)
-    settings = {
-        "host": parts.hostname or "127.0.0.1",
-        "user": parts.username,
-        "password": parts.password or "",
-    }
-    if parts.port:
-        settings["port"] = parts.port
-    name = parts.path.lstrip("/")
-    if parts.scheme.startswith("postgres"):
-        return peewee_async.PooledPostgresqlDatabase(name, **settings)
-    if parts.scheme == "mysql":
-        return peewee_async.PooledMySQLDatabase(name, **settings)
-    raise SystemExit(f"Unsupported database URL {url!r}: use sqlite, postgresql://... or mysql://...")
-
-
-database = database_from_url(sys.argv[1] if len(sys.argv) > 1 else "sqlite")
+DEFAULT_URL = f"sqlite:///{Path(tempfile.gettempdir()) / 'peewee_async_quickstart.db'}"
+url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DATABASE_URL", DEFAULT_URL)
+database = peewee_async.db_url.connect(url, unquote_password=True)
 
 
 class QuickstartModel(peewee.Model):

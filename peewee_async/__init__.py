@@ -5,7 +5,7 @@ asyncio drivers (aiopg, aiomysql, aiosqlite), with task-local transactions, whil
 database objects keep serving sync peewee code.
 """
 
-from . import db_url
+from . import db_url, testing
 from .databases import (
     AsyncDatabase,
     MySQLDatabase,
@@ -57,6 +57,7 @@ __all__ = [
     "WrongDatabaseError",
     "atomic",
     "db_url",
+    "testing",
     "count",
     "create_object",
     "delete_object",

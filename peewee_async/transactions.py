@@ -98,14 +98,17 @@ class Transaction:
                 "`async with`, e.g. `async with objects.atomic():`."
             )
         held = self.database._current_transactions()
+        # Only inside peewee_async.testing.rollback() is a task's first block
+        # entered with a transaction already held: it becomes a savepoint there.
+        outermost = held is None or not held.blocks
+        if outermost and self.kind == "savepoint":
+            raise TransactionError(
+                "savepoint() needs an open transaction in the running task; use atomic(), "
+                "which opens a transaction, or a savepoint when nested."
+            )
         if held is None:
-            if self.kind == "savepoint":
-                raise TransactionError(
-                    "savepoint() needs an open transaction in the running task; use atomic(), "
-                    "which opens a transaction, or a savepoint when nested."
-                )
             held = await self._begin_root()
-        elif self.kind == "transaction":
+        elif self.kind == "transaction" and not outermost:
             self._role = _Role.JOINED
         else:
             self._role = _Role.SAVEPOINT

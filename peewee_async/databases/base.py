@@ -23,6 +23,7 @@ from ..errors import ConnectionLost, QueryTimeout, SyncQueryError, TransactionEr
 from .pool import Pool, driver_message
 
 if TYPE_CHECKING:
+    from ..testing import PinnedTransaction
     from ..transactions import TaskTransactions, Transaction
 
 query_logger = logging.getLogger("peewee")
@@ -82,6 +83,8 @@ class AsyncDatabase:
             f"peewee_async_transactions_{id(self)}", default=None
         )
         self._open_transactions = 0
+        # Set by peewee_async.testing.rollback(): one transaction that every task shares.
+        self._pinned: PinnedTransaction | None = None
         super().__init__(database, *args, **kwargs)  # type: ignore[call-arg]
 
     # -- description -----------------------------------------------------
@@ -259,6 +262,8 @@ class AsyncDatabase:
 
     def _current_transactions(self) -> TaskTransactions | None:
         """The transactions the running task holds open on this database, if any."""
+        if self._pinned is not None:
+            return self._pinned.current()
         state = self._task_transactions.get()
         if state is None:
             return None
