@@ -337,7 +337,7 @@ class AsyncDatabase:
         # Before COMMIT, look (without a round trip) whether the server already
         # closed the connection: then the outcome is known, not "may or may not".
         committing = sql.upper().startswith("COMMIT")
-        if pool.is_interrupted(conn) or (pool.connection_lost(conn) if committing else pool.is_closed(conn)):
+        if pool.connection_lost(conn) if committing else pool.is_closed(conn):
             # Never continue a transaction on another connection: its work so
             # far is gone with the old one.
             raise ConnectionLost(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import PoolTimeout, QueryTimeout, translate_driver_errors
+from ..errors import ConnectionLost, PoolTimeout, QueryTimeout, translate_driver_errors
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -155,6 +155,15 @@ class Pool(ABC):
         self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
     ) -> FetchedCursor:
         """Run one statement on ``conn``; with ``timeout``, stop it on the server after that long."""
+        if conn in self._interrupted:
+            # Only a transaction can come back to a connection whose statement
+            # was cut off; its protocol state is unknown, so nothing more is sent.
+            raise ConnectionLost(
+                f"The connection of this transaction on {self.database.describe()} was lost "
+                "earlier: a statement on it was cut off before its answer came, and the "
+                "connection is closed when the transaction ends, which rolls it back. Leave the "
+                "`async with` block and run the whole transaction again."
+            )
         self._interrupted.add(conn)
         try:
             with translate_driver_errors:
