@@ -14,7 +14,14 @@ from .databases import (
     PostgresqlDatabase,
     SqliteDatabase,
 )
-from .errors import PoolTimeout, SyncQueryError, TransactionError, WrongDatabaseError
+from .errors import (
+    ConnectionLost,
+    PoolTimeout,
+    QueryTimeout,
+    SyncQueryError,
+    TransactionError,
+    WrongDatabaseError,
+)
 from .lowlevel import (
     atomic,
     count,
@@ -35,12 +42,14 @@ __version__ = "1.0.0"
 
 __all__ = [
     "AsyncDatabase",
+    "ConnectionLost",
     "Manager",
     "MySQLDatabase",
     "PoolTimeout",
     "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
+    "QueryTimeout",
     "SqliteDatabase",
     "SyncQueryError",
     "Transaction",

@@ -154,7 +154,8 @@ class Transaction:
             await self._end_root(held, failed=exc_type is not None)
         elif self._role is _Role.SAVEPOINT and self._savepoint_set:
             if exc_type is not None:
-                await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
+                if not self._connection_broken(held):
+                    await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
             else:
                 try:
                     await self._run(held, f"RELEASE SAVEPOINT {self._quoted_sid()}")
@@ -167,18 +168,21 @@ class Transaction:
         # connection back and forgets the transaction. The pool rolls back a
         # connection that is still inside a transaction and drops one whose
         # statement was interrupted, so nothing half-done is ever reused.
+        # A connection that broke or was cut off mid-statement gets no ROLLBACK:
+        # closing it is the rollback, and a broken protocol is never written to.
+        # Leaving the block normally on such a connection raises ConnectionLost
+        # (from the COMMIT), so a lost transaction never looks committed.
         try:
-            if held.pool.is_interrupted(held.connection):
-                return  # closing it is the rollback; never write to a broken protocol
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:
-                await self._run(held, "ROLLBACK")
+                if not self._connection_broken(held):
+                    await self._run(held, "ROLLBACK")
             else:
                 try:
                     await self._run(held, "COMMIT")
                 except Exception:
-                    if not held.pool.is_interrupted(held.connection):
+                    if not self._connection_broken(held):
                         await self._run(held, "ROLLBACK")
                     raise
         finally:
@@ -240,6 +244,10 @@ class Transaction:
                 "inner `async with` first."
             )
         return held
+
+    @staticmethod
+    def _connection_broken(held: TaskTransactions) -> bool:
+        return held.pool.is_interrupted(held.connection) or held.pool.is_closed(held.connection)
 
     def _quoted_sid(self) -> str:
         assert self.sid is not None

@@ -10,7 +10,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool, idle_without_waiting
+from .pool import Pool, idle_without_waiting, socket_readable
 
 try:
     import aiomysql
@@ -37,6 +37,7 @@ class AiomysqlPool(Pool):
         params["autocommit"] = True
         if timeout:
             params.setdefault("connect_timeout", timeout)
+        self._params = params
         self._pool = await aiomysql.create_pool(minsize=self.min_size, maxsize=self.max_size, **params)
 
     async def _acquire_raw(self) -> Any:
@@ -56,6 +57,23 @@ class AiomysqlPool(Pool):
 
     def in_transaction(self, conn: Any) -> bool:
         return bool(conn.get_transaction_status())
+
+    def connection_lost(self, conn: Any) -> bool:
+        if conn.closed or conn._reader.at_eof() or conn._reader.eof_received:
+            return True
+        sock = conn._writer.transport.get_extra_info("socket")
+        # The server never speaks first on an idle connection, except to say
+        # goodbye (an error packet, or the end of the stream).
+        return sock is None or socket_readable(sock.fileno())
+
+    async def _cancel_on_server(self, conn: Any) -> None:
+        side = aiomysql.Connection(**self._params)
+        try:
+            await side._connect()
+            async with side.cursor() as cursor:
+                await cursor.execute(f"KILL QUERY {int(conn.thread_id())}")
+        finally:
+            side.close()
 
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         cursor = await conn.cursor()

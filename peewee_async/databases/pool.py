@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import peewee
+
 from ..cursor import FetchedCursor
-from ..errors import PoolTimeout, translate_driver_errors
+from ..errors import ConnectionLost, PoolTimeout, QueryTimeout, translate_driver_errors
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -26,6 +29,10 @@ logger = logging.getLogger("peewee.async")
 
 class Pool(ABC):
     """Connections of one database on one event loop."""
+
+    #: Seconds a timed-out statement's connection may take, after the server was
+    #: told to stop the statement, to answer; after that the connection is closed.
+    cancel_grace: float = 2.0
 
     def __init__(
         self,
@@ -79,6 +86,14 @@ class Pool(ABC):
         """Run one statement on ``conn`` and read its whole result."""
 
     @abstractmethod
+    async def _cancel_on_server(self, conn: Any) -> None:
+        """Tell the server to stop the statement running on ``conn`` (from another connection)."""
+
+    def connection_lost(self, conn: Any) -> bool:
+        """Whether an idle ``conn`` is known dead, found without a round trip to the server."""
+        return self.is_closed(conn)
+
+    @abstractmethod
     async def _close_all(self, timeout: float | None) -> None:
         """Close the driver's pool and every connection in it."""
 
@@ -108,18 +123,18 @@ class Pool(ABC):
         return False
 
     async def acquire(self) -> Any:
-        """A connection of our own, or :class:`PoolTimeout` after ``acquire_timeout``."""
-        if self._free_now():
-            # Arming the timeout costs more than the rest of the acquire: skip it
-            # when nothing will be waited for.
-            with translate_driver_errors:
-                return await self._acquire_raw()
+        """A live connection of our own, or :class:`PoolTimeout` after ``acquire_timeout``.
+
+        An idle connection that the server closed (killed, restarted, timed
+        out) is noticed here, without a round trip, and replaced.
+        """
         try:
-            # asyncio.timeout adds no task in between: once the driver has
-            # handed us a connection, no cancellation can lose it.
-            async with asyncio.timeout(self.acquire_timeout):
-                with translate_driver_errors:
-                    return await self._acquire_raw()
+            while True:
+                conn = await self._acquire_one()
+                if not self.connection_lost(conn):
+                    return conn
+                logger.info("Replacing a connection of %s that the server closed", self.database.describe())
+                self._discard(conn)
         except TimeoutError:
             raise PoolTimeout(
                 f"No connection of {self.database.describe()} became free within "
@@ -129,17 +144,107 @@ class Pool(ABC):
                 "its own, so with every connection held it waits until this timeout."
             ) from None
 
-    async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
+    async def _acquire_one(self) -> Any:
+        try:
+            if self._free_now():
+                # Arming the timeout costs more than the rest of the acquire: skip
+                # it when nothing will be waited for.
+                with translate_driver_errors:
+                    return await self._acquire_raw()
+            # asyncio.timeout adds no task in between: once the driver has
+            # handed us a connection, no cancellation can lose it.
+            async with asyncio.timeout(self.acquire_timeout):
+                with translate_driver_errors:
+                    return await self._acquire_raw()
+        except peewee.OperationalError as exc:
+            message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
+            raise type(exc)(message) from exc
+
+    async def execute(
+        self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
+    ) -> FetchedCursor:
+        """Run one statement on ``conn``; with ``timeout``, stop it on the server after that long."""
+        if conn in self._interrupted:
+            # Only a transaction can come back to a connection whose statement
+            # was cut off; its protocol state is unknown, so nothing more is sent.
+            raise ConnectionLost(
+                f"The connection of this transaction on {self.database.describe()} was lost "
+                "earlier: a statement on it was cut off before its answer came, and the "
+                "connection is closed when the transaction ends, which rolls it back. Leave the "
+                "`async with` block and run the whole transaction again."
+            )
         self._interrupted.add(conn)
         try:
             with translate_driver_errors:
-                result = await self._execute_raw(conn, sql, params)
+                if timeout is None:
+                    result = await self._execute_raw(conn, sql, params)
+                else:
+                    result = await self._execute_timed(conn, sql, params, timeout)
+        except _Unanswered:
+            # The statement's answer never came: the connection stays marked
+            # interrupted, so it is closed on release and never reused.
+            raise QueryTimeout(
+                f"The statement ran longer than query_timeout={timeout}s on "
+                f"{self.database.describe()}, and the server did not answer the request to stop "
+                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
+                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
+            ) from None
+        except _TimedOut as timed_out:
+            self._interrupted.discard(conn)
+            raise QueryTimeout(
+                f"The statement ran longer than query_timeout={timeout}s on "
+                f"{self.database.describe()} and was stopped on the server. Raise query_timeout, "
+                f"or make the statement faster. Statement: {_shorten(sql)}"
+            ) from timed_out.__cause__
         except Exception:
             # The server answered with an error: the connection is in a known state.
             self._interrupted.discard(conn)
             raise
         self._interrupted.discard(conn)
         return result
+
+    async def _execute_timed(
+        self, conn: Any, sql: str, params: Sequence[Any], timeout: float
+    ) -> FetchedCursor:
+        # At the deadline the server is asked, from another connection, to stop
+        # the statement; the statement's own answer (an error, usually) still
+        # comes back here, so the connection stays usable. Only when no answer
+        # comes within cancel_grace is the await cut off.
+        cancelling: asyncio.Task[None] | None = None
+
+        def cancel() -> None:
+            nonlocal cancelling
+            cancelling = self.loop.create_task(self._cancel_with_grace(conn))
+
+        deadline = self.loop.call_later(timeout, cancel)
+        try:
+            async with asyncio.timeout(timeout + self.cancel_grace):
+                result = await self._execute_raw(conn, sql, params)
+        except TimeoutError:
+            raise _Unanswered() from None
+        except BaseException as exc:
+            task = asyncio.current_task()
+            if cancelling is None or (task is not None and task.cancelling()):
+                raise
+            # Whatever the statement raised once it was told to stop (a driver
+            # error, or the CancelledError aiopg makes of a cancelled statement).
+            raise _TimedOut() from exc
+        finally:
+            deadline.cancel()
+            if cancelling is not None:
+                # Never give the connection back while a stop request for it is
+                # on its way: it would stop the connection's next statement.
+                await asyncio.shield(cancelling)
+        return result
+
+    async def _cancel_with_grace(self, conn: Any) -> None:
+        try:
+            async with asyncio.timeout(self.cancel_grace):
+                await self._cancel_on_server(conn)
+        except Exception:
+            logger.warning(
+                "Could not stop a timed-out statement on %s", self.database.describe(), exc_info=True
+            )
 
     def is_interrupted(self, conn: Any) -> bool:
         """Whether a statement on ``conn`` was cut off before the server's answer was read."""
@@ -212,3 +317,35 @@ def idle_without_waiting(driver_pool: Any) -> bool:
         return False
     condition = driver_pool._cond
     return not condition.locked() and not condition._lock._waiters
+
+
+class _TimedOut(Exception):
+    """The statement ended with an error after the server was told to stop it."""
+
+
+class _Unanswered(Exception):
+    """The statement gave no answer, even after the server was told to stop it."""
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's own message in a peewee exception made by ``translate_driver_errors``."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    cause = inner.__cause__  # e.g. the OSError under PyMySQL's "Can't connect to MySQL server"
+    if cause is not None and str(cause) not in text:
+        text += f" ({cause})"
+    return text
+
+
+def _shorten(sql: str, limit: int = 200) -> str:
+    return sql if len(sql) <= limit else sql[: limit - 3] + "..."
+
+
+def socket_readable(fd: int) -> bool:
+    """Whether ``fd`` has data or an end-of-file waiting (an idle connection should have neither)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)

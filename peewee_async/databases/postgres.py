@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +11,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool, idle_without_waiting
+from .pool import Pool, idle_without_waiting, socket_readable
 
 try:
     import aiopg
@@ -41,6 +43,7 @@ class AiopgPool(Pool):
         else:
             params["database"] = name
         params.setdefault("connect_timeout", _whole_seconds(timeout))
+        self._connect_args = (dsn, params)
         self._pool = await aiopg.create_pool(
             dsn,
             minsize=self.min_size,
@@ -76,6 +79,39 @@ class AiopgPool(Pool):
         status = conn.raw.get_transaction_status()
         return bool(status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
 
+    def connection_lost(self, conn: Any) -> bool:
+        if conn.closed:
+            return True
+        fd = conn.raw.fileno()
+        if not socket_readable(fd):
+            return False
+        # An idle connection has nothing to read but a notification, or the
+        # server's goodbye: an ErrorResponse ('E', e.g. "terminating connection
+        # due to administrator command") and the end of the stream.
+        with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                first = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+        return first in (b"", b"E")
+
+    async def _cancel_on_server(self, conn: Any) -> None:
+        pid = conn.raw.get_backend_pid()
+        dsn, params = self._connect_args
+        connecting = aiopg.connect(
+            dsn,
+            timeout=self.cancel_grace,
+            enable_json=False,
+            enable_hstore=False,
+            enable_uuid=False,
+            **params,
+        )
+        async with connecting as side:
+            async with side.cursor() as cursor:
+                await cursor.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         # Making an aiopg cursor costs about a tenth of a short statement, so a
         # connection keeps one while its results are small (a cursor holds its
@@ -84,7 +120,18 @@ class AiopgPool(Pool):
         if cursor is None or cursor.closed:
             cursor = await conn.cursor()
         try:
-            await cursor.execute(sql, params or None)
+            try:
+                await cursor.execute(sql, params or None)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # Nobody cancelled this task: aiopg turned the server's
+                # cancellation of the statement into a CancelledError.
+                raise psycopg2.extensions.QueryCanceledError(
+                    "canceling statement: the server stopped it (statement_timeout, "
+                    "pg_cancel_backend or query_timeout)"
+                ) from None
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
             result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
@@ -102,8 +149,6 @@ class AiopgPool(Pool):
             return
         self._pool.close()
         try:
-            import asyncio
-
             async with asyncio.timeout(timeout):
                 await self._pool.wait_closed()
         except TimeoutError:

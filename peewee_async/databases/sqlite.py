@@ -80,10 +80,16 @@ class AiosqlitePool(Pool):
         conn._peewee_async_closed = True
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(getattr(conn, "_peewee_async_closed", False))
+        # aiosqlite forgets its sqlite3 connection once closed, by us or by anyone.
+        return bool(getattr(conn, "_peewee_async_closed", False)) or conn._connection is None
 
     def in_transaction(self, conn: Any) -> bool:
         return bool(conn.in_transaction)
+
+    async def _cancel_on_server(self, conn: Any) -> None:
+        # sqlite3's interrupt() may be called from any thread; the statement
+        # then fails with "interrupted" in aiosqlite's thread.
+        await conn.interrupt()
 
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         cursor = await conn.execute(sql, params)
