@@ -22,6 +22,7 @@ from .lowlevel import (
     delete_object,
     execute,
     get_object,
+    iterate,
     prefetch,
     savepoint,
     scalar,
@@ -29,6 +30,7 @@ from .lowlevel import (
     update_object,
 )
 from .manager import Manager
+from .streaming import RowStream
 from .transactions import Transaction
 
 __version__ = "1.0.0"
@@ -41,6 +43,7 @@ __all__ = [
     "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
+    "RowStream",
     "SqliteDatabase",
     "SyncQueryError",
     "Transaction",
@@ -53,6 +56,7 @@ __all__ = [
     "delete_object",
     "execute",
     "get_object",
+    "iterate",
     "prefetch",
     "savepoint",
     "scalar",

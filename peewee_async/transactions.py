@@ -165,6 +165,8 @@ class Transaction:
         # connection that is still inside a transaction and drops one whose
         # statement was interrupted, so nothing half-done is ever reused.
         try:
+            # A row stream still open on the connection ends with its transaction.
+            await held.pool.end_streams(held.connection, "its transaction ended")
             if held.pool.is_interrupted(held.connection):
                 return  # closing it is the rollback; never write to a broken protocol
             if not held.begun:
