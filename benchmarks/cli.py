@@ -59,15 +59,17 @@ def parser() -> argparse.ArgumentParser:
         choices=list(WORKLOADS),
         help="run WORKLOAD once on peewee-async under cProfile and print the top functions",
     )
-    p.add_argument("--rss-child", nargs=4, metavar=("BACKEND", "SIDE", "DIR", "ROWS"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--rss-child", nargs=5, metavar=("BACKEND", "SIDE", "DIR", "ROWS", "TAG"), help=argparse.SUPPRESS
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.rss_child:
-        backend, side, workdir, rows = args.rss_child
-        print(f"{rss_child(backend, side, workdir, int(rows)):.3f}")
+        backend, side, workdir, rows, tag = args.rss_child
+        print(f"{rss_child(backend, side, workdir, int(rows), tag):.3f}")
         return 0
     stream_rows = args.stream_rows
     if stream_rows is None and args.scale != 1.0:

@@ -82,11 +82,12 @@ def sizes_for(quick: bool, scale: float = 1.0, stream_rows: int | None = None) -
 class Bench:
     """The three contenders on one backend, with the benchmark's tables made and filled."""
 
-    def __init__(self, backend: str, workdir: str, stream_rows: int) -> None:
+    def __init__(self, backend: str, workdir: str, stream_rows: int, tag: str) -> None:
         self.backend = backend
         self.sqlite_path = os.path.join(workdir, "bench.db")
         self.stream_rows = stream_rows
-        self.sync = SyncSide(sync_database(backend, self.sqlite_path))
+        self.tag = tag
+        self.sync = SyncSide(sync_database(backend, self.sqlite_path), tag)
         self.async_: AsyncSide | None = None
         self.raw: RawSide | None = None
         self.ids: list[int] = []
@@ -97,7 +98,7 @@ class Bench:
         db.drop_tables(models)
         db.create_tables(models)
         self.sync.Item.insert_many([{"name": f"item {i}", "value": i} for i in range(ITEMS)]).execute()
-        db.execute_sql(fill_stream_sql(self.backend, self.stream_rows))
+        db.execute_sql(fill_stream_sql(self.backend, self.sync.StreamRow._meta.table_name, self.stream_rows))
         db.close()
 
     def drop_tables(self) -> None:
@@ -113,8 +114,8 @@ class Bench:
         return version.split(" on ")[0].split(",")[0]
 
     async def open(self) -> None:
-        self.async_ = AsyncSide(async_database(self.backend, self.sqlite_path))
-        self.raw = await RawSide.open(self.backend, self.sqlite_path)
+        self.async_ = AsyncSide(async_database(self.backend, self.sqlite_path), self.tag)
+        self.raw = await RawSide.open(self.backend, self.sqlite_path, self.tag)
         self.sync.database.connect(reuse_if_open=True)
         self.ids = [row[0] for row in self.sync.Item.select(self.sync.Item.id).tuples()]
 
@@ -146,7 +147,7 @@ class Bench:
 
 
 async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
-    bench = Bench(backend, workdir, plan.sizes["stream"])
+    bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
     bench.create_tables()
     server = bench.server_version()
     rates: dict[str, dict[str, list[float]]] = {w: {s: [] for s in SIDES} for w in plan.workloads}
@@ -180,7 +181,8 @@ async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
 
 def measure_rss(backend: str, side: str, workdir: str, rows: int) -> float:
     """MB by which a fresh process's peak RSS grows while ``side`` streams ``rows`` rows."""
-    command = [sys.executable, "-m", "benchmarks", "--rss-child", backend, side, workdir, str(rows)]
+    tag = str(os.getpid())  # the child reads the tables of this process
+    command = [sys.executable, "-m", "benchmarks", "--rss-child", backend, side, workdir, str(rows), tag]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"Measuring the RSS of {side} on {backend} failed:\n{done.stderr}")
@@ -209,11 +211,11 @@ def reset_peak_rss() -> None:
         pass  # then the peak may include the warm-up, which is smaller
 
 
-def rss_child(backend: str, side: str, workdir: str, rows: int) -> float:
+def rss_child(backend: str, side: str, workdir: str, rows: int, tag: str) -> float:
     """In a process of its own: stream once on one contender, return the peak RSS growth in MB."""
 
     async def main() -> float:
-        bench = Bench(backend, workdir, rows)
+        bench = Bench(backend, workdir, rows, tag)
         await bench.open()
         try:
             await bench.run(side, "stream", min(rows, 1000))  # load every code path first
@@ -233,7 +235,7 @@ def rss_child(backend: str, side: str, workdir: str, rows: int) -> float:
 
 async def profile_backend(backend: str, workload: str, plan: Plan, workdir: str, top: int = 25) -> None:
     """Run ``workload`` on peewee-async under cProfile and print the functions that took longest."""
-    bench = Bench(backend, workdir, plan.sizes["stream"])
+    bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
     bench.create_tables()
     try:
         await bench.open()

@@ -3,7 +3,7 @@
 ``tests.json`` at the repository root (see ``tests.json.sample``), then the
 environment (``POSTGRES_HOST``, ``POSTGRES_PORT``, ``POSTGRES_USER``,
 ``POSTGRES_PASSWORD``, ``POSTGRES_DB`` and the same with ``MYSQL_``). The
-benchmark makes tables of its own there (``bench_item``, ``bench_stream``) and
+benchmark makes tables of its own there (``bench_item_<pid>``, ``bench_stream_<pid>``) and
 drops them when it is done.
 """
 

@@ -27,7 +27,7 @@ from .settings import server_settings
 POOL_SIZE = 10
 #: Rows fetched at a time by the streaming contenders.
 STREAM_CHUNK = 1000
-#: Rows of ``bench_item``, the table of get, select-1000 and txn-c16.
+#: Rows of ``bench_item_<pid>``, the table of get, select-1000 and txn-c16.
 ITEMS = 1000
 
 BACKENDS = {
@@ -37,22 +37,25 @@ BACKENDS = {
 }
 
 
-def make_models(database: Any) -> tuple[Any, Any]:
-    """The two benchmark models, bound to ``database``."""
+def make_models(database: Any, tag: str) -> tuple[Any, Any]:
+    """The two benchmark models, bound to ``database``; ``tag`` ends their table names.
+
+    Each run has its own tables, so that two runs on one database do not meet.
+    """
 
     class Item(peewee.Model):
         name = peewee.CharField(max_length=64)
         value = peewee.IntegerField()
 
         class Meta:
-            table_name = "bench_item"
+            table_name = f"bench_item_{tag}"
 
     class StreamRow(peewee.Model):
         name = peewee.CharField(max_length=64)
         value = peewee.IntegerField()
 
         class Meta:
-            table_name = "bench_stream"
+            table_name = f"bench_stream_{tag}"
 
     Item.bind(database)
     StreamRow.bind(database)
@@ -68,10 +71,10 @@ class AsyncSide:
 
     title = "peewee-async"
 
-    def __init__(self, database: peewee_async.AsyncDatabase) -> None:
+    def __init__(self, database: peewee_async.AsyncDatabase, tag: str) -> None:
         self.database = database
         self.objects = peewee_async.Manager(database)
-        self.Item, self.StreamRow = make_models(database)
+        self.Item, self.StreamRow = make_models(database, tag)
 
     async def close(self) -> None:
         await self.database.close_async()
@@ -130,19 +133,20 @@ class RawSide:
 
     title = "raw driver"
 
-    def __init__(self, backend: str, pool: Any) -> None:
+    def __init__(self, backend: str, pool: Any, tag: str) -> None:
         self.backend = backend
         self.pool = pool  # aiopg/aiomysql pool, or one aiosqlite connection
         self.lock = asyncio.Lock()  # SQLite: tasks take turns on the connection
         p = "?" if backend == "sqlite" else "%s"
-        self.sql_get = f"SELECT id, name, value FROM bench_item WHERE id = {p}"
-        self.sql_insert = f"INSERT INTO bench_item (name, value) VALUES ({p}, {p})"
+        self.items, self.stream_rows = f"bench_item_{tag}", f"bench_stream_{tag}"
+        self.sql_get = f"SELECT id, name, value FROM {self.items} WHERE id = {p}"
+        self.sql_insert = f"INSERT INTO {self.items} (name, value) VALUES ({p}, {p})"
         if backend == "postgres":
             self.sql_insert += " RETURNING id"
-        self.sql_update = f"UPDATE bench_item SET name = {p}, value = {p} WHERE id = {p}"
+        self.sql_update = f"UPDATE {self.items} SET name = {p}, value = {p} WHERE id = {p}"
 
     @classmethod
-    async def open(cls, backend: str, sqlite_path: str) -> RawSide:
+    async def open(cls, backend: str, sqlite_path: str, tag: str) -> RawSide:
         if backend == "postgres":
             import aiopg
 
@@ -174,7 +178,7 @@ class RawSide:
             import aiosqlite
 
             pool = await aiosqlite.connect(sqlite_path, isolation_level=None)
-        return cls(backend, pool)
+        return cls(backend, pool, tag)
 
     async def close(self) -> None:
         if self.backend == "sqlite":
@@ -218,7 +222,7 @@ class RawSide:
     async def select_1000(self, n: int) -> int:
         for _ in range(n):
             async with self.connection() as conn, conn.cursor() as cur:
-                await cur.execute("SELECT id, name, value FROM bench_item LIMIT 1000")
+                await cur.execute(f"SELECT id, name, value FROM {self.items} LIMIT 1000")
                 rows = await cur.fetchall()
             assert len(rows) == 1000
         return n
@@ -243,14 +247,14 @@ class RawSide:
     async def count(self, n: int) -> int:
         for _ in range(n):
             async with self.connection() as conn, conn.cursor() as cur:
-                await cur.execute("SELECT COUNT(*) FROM bench_item")
+                await cur.execute(f"SELECT COUNT(*) FROM {self.items}")
                 (value,) = await cur.fetchone()
             assert value >= ITEMS
         return n
 
     async def stream(self, n: int) -> int:
         rows = 0
-        sql = f"SELECT id, name, value FROM bench_stream LIMIT {int(n)}"
+        sql = f"SELECT id, name, value FROM {self.stream_rows} LIMIT {int(n)}"
         async with self.connection() as conn:
             if self.backend == "postgres":
                 async with conn.cursor() as cur:
@@ -283,9 +287,9 @@ class SyncSide:
 
     title = "sync peewee"
 
-    def __init__(self, database: peewee.Database) -> None:
+    def __init__(self, database: peewee.Database, tag: str) -> None:
         self.database = database
-        self.Item, self.StreamRow = make_models(database)
+        self.Item, self.StreamRow = make_models(database, tag)
 
     def close(self) -> None:
         self.database.close()
@@ -355,11 +359,11 @@ def sync_database(backend: str, sqlite_path: str) -> peewee.Database:
     return peewee.SqliteDatabase(sqlite_path)
 
 
-def fill_stream_sql(backend: str, rows: int) -> str:
-    """SQL that fills ``bench_stream`` with ``rows`` rows on the server, without sending them."""
+def fill_stream_sql(backend: str, table: str, rows: int) -> str:
+    """SQL that fills the stream table with ``rows`` rows on the server, without sending them."""
     if backend == "postgres":
         return (
-            "INSERT INTO bench_stream (name, value) "
+            f"INSERT INTO {table} (name, value) "
             f"SELECT 'row ' || n, n FROM generate_series(1, {int(rows)}) AS n"
         )
     if backend == "mysql":
@@ -368,10 +372,10 @@ def fill_stream_sql(backend: str, rows: int) -> str:
         tables = ", ".join(f"({digits}) t{k}" for k in range(places))
         number = " + ".join(f"{10**k} * t{k}.d" for k in range(places))
         return (
-            "INSERT INTO bench_stream (name, value) SELECT CONCAT('row ', n), n FROM "
+            f"INSERT INTO {table} (name, value) SELECT CONCAT('row ', n), n FROM "
             f"(SELECT 1 + {number} AS n FROM {tables}) AS numbers WHERE n <= {int(rows)}"
         )
     return (
         f"WITH RECURSIVE numbers(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM numbers WHERE n < {int(rows)}) "
-        "INSERT INTO bench_stream (name, value) SELECT 'row ' || n, n FROM numbers"
+        f"INSERT INTO {table} (name, value) SELECT 'row ' || n, n FROM numbers"
     )

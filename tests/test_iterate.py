@@ -72,15 +72,20 @@ def sleepy(db: peewee_async.AsyncDatabase, backend: str) -> None:
             return 0
 
 
-async def open_transactions_on_server(backend: str) -> int:
-    """Sessions of the test database that sit inside a transaction (PostgreSQL only; else 0)."""
-    if server_of(backend) != "postgres":
+async def open_transactions_on_server(db: peewee_async.AsyncDatabase, backend: str) -> int:
+    """Connections of ``db``'s pool that the server sees inside a transaction (PostgreSQL only; else 0)."""
+    if server_of(backend) != "postgres" or db.pool is None:
+        return 0
+    driver_pool = db.pool._pool  # type: ignore[attr-defined]
+    pids = [conn.raw.get_backend_pid() for conn in [*driver_pool._free, *driver_pool._used]]
+    if not pids:
         return 0
     observer = make_database("postgres")
     try:
         cursor = await observer.execute_sql_async(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'"
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
+            "AND state LIKE 'idle in transaction%%'",
+            (pids,),
         )
         return int(cursor.fetchone()[0])  # type: ignore[index]
     finally:
@@ -93,7 +98,7 @@ async def assert_clean(db: peewee_async.AsyncDatabase, objects: peewee_async.Man
     await pool.settle()
     assert pool.used == 0
     assert not pool._streams
-    assert await open_transactions_on_server(backend) == 0
+    assert await open_transactions_on_server(db, backend) == 0
     assert await objects.count(TestModel.select()) >= 0  # the pool serves the next query
 
 
@@ -227,6 +232,17 @@ async def test_break_then_query_in_a_transaction(db, objects, backend):
             if row.text == "t0005":
                 break
         # Nothing refers to the stream any more: it closes, and this waits for that.
+        assert await objects.count(TestModel.select()) == 30
+    await assert_clean(db, objects, backend)
+
+
+async def test_break_then_query_outside_a_transaction(db, objects, backend):
+    await add_rows(objects, 30)
+    for _ in range(3):
+        async for row in objects.iterate(TestModel.select().order_by(TestModel.id), chunk_size=4):
+            if row.text == "t0005":
+                break
+        # With one connection, the query waits for the stream to give it back.
         assert await objects.count(TestModel.select()) == 30
     await assert_clean(db, objects, backend)
 

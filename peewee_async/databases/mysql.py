@@ -43,7 +43,14 @@ class AiomysqlPool(Pool):
         return await self._pool.acquire()
 
     def _release_raw(self, conn: Any) -> None:
+        closed = conn.closed
         self._pool.release(conn)
+        if closed:
+            # aiomysql wakes no waiting acquire() when a closed connection comes
+            # back, though its place in the pool is free now: wake one ourselves.
+            task = self.loop.create_task(self._pool._wakeup())
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
 
     def _close_raw(self, conn: Any) -> None:
         conn.close()

@@ -187,7 +187,12 @@ class Pool(ABC):
         # A task whose own row streams hold every connection would wait for
         # one of them for ever: they cannot end while the task waits.
         task = asyncio.current_task()
-        mine = sum(1 for lease in self._streams.values() if lease.owned and lease.task is task)
+        mine = sum(
+            1
+            for lease in self._streams.values()
+            # A stream that is closing gives its connection back by itself.
+            if lease.owned and lease.task is task and lease.closing is None
+        )
         if mine >= self.max_size:
             raise peewee.InterfaceError(
                 f"Every connection of {self.database.describe()} (max_connections={self.max_size}) "
