@@ -153,6 +153,8 @@ class ServerCursor(RawStream):
             await self.pool._execute_raw(self.conn, "COMMIT", ())
         elif self.declared:
             self.declared = False
+            if self.conn.raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+                return  # a failed transaction takes no CLOSE; its ROLLBACK drops the cursor
             await self.pool._execute_raw(self.conn, f"CLOSE {self.name}", ())
 
 
