@@ -29,6 +29,7 @@ from .lowlevel import (
     delete_object,
     execute,
     get_object,
+    iterate,
     prefetch,
     savepoint,
     scalar,
@@ -36,6 +37,7 @@ from .lowlevel import (
     update_object,
 )
 from .manager import Manager
+from .streaming import RowStream
 from .transactions import Transaction
 
 __version__ = "1.0.0"
@@ -50,6 +52,7 @@ __all__ = [
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
     "QueryTimeout",
+    "RowStream",
     "SqliteDatabase",
     "SyncQueryError",
     "Transaction",
@@ -63,6 +66,7 @@ __all__ = [
     "delete_object",
     "execute",
     "get_object",
+    "iterate",
     "prefetch",
     "savepoint",
     "scalar",

@@ -173,6 +173,8 @@ class Transaction:
         # Leaving the block normally on such a connection raises ConnectionLost
         # (from the COMMIT), so a lost transaction never looks committed.
         try:
+            # A row stream still open on the connection ends with its transaction.
+            await held.pool.end_streams(held.connection, "its transaction ended")
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -56,6 +57,12 @@ BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]
     "mysql": ("mysql", peewee_async.MySQLDatabase, {}),
     "mysql-pool": ("mysql", peewee_async.PooledMySQLDatabase, {"max_connections": 4}),
 }
+# Backends a test module may add to its own `backend` fixture: SQLite needs no
+# server, its database is a file of this test run.
+OPTIONAL_BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]] = {
+    "sqlite": ("sqlite", peewee_async.SqliteDatabase, {}),
+}
+SQLITE_FILE = pathlib.Path(tempfile.gettempdir()) / f"peewee_async_tests_{os.getpid()}.db"
 POOLED = {name for name, (_, cls, _) in BACKENDS.items() if cls.default_max_connections > 1}
 
 _reachable: dict[str, str | None] = {}
@@ -63,13 +70,17 @@ _reachable: dict[str, str | None] = {}
 
 def make_database(backend: str, **overrides: Any) -> peewee_async.AsyncDatabase:
     """A fresh database object of the ``backend`` class, connected to its test server."""
-    server, cls, extra = BACKENDS[backend]
+    server, cls, extra = BACKENDS[backend] if backend in BACKENDS else OPTIONAL_BACKENDS[backend]
+    if server == "sqlite":
+        return cls(str(SQLITE_FILE), **{**extra, **overrides})
     settings = server_settings(server)
     name = settings.pop("database")
     return cls(name, **{**settings, **extra, **overrides})
 
 
 def _require_server(server: str) -> None:
+    if server == "sqlite":
+        return
     if server not in _reachable:
         settings = server_settings(server)
         probe = make_database("postgres" if server == "postgres" else "mysql")
@@ -127,7 +138,7 @@ async def db(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
     every pooled connection given back.
     """
     database = make_database(backend)
-    server = BACKENDS[backend][0]
+    server = BACKENDS[backend][0] if backend in BACKENDS else OPTIONAL_BACKENDS[backend][0]
     _sync_reset(database, ALL_MODELS, create=server not in _tables_made)
     _tables_made.add(server)
     with database.bind_ctx(ALL_MODELS):
@@ -168,3 +179,7 @@ def bind_models(db: peewee_async.AsyncDatabase) -> Iterator[Callable[..., None]]
         finally:
             db.close()
             db.allow_sync = previous
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    SQLITE_FILE.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool, idle_without_waiting, socket_readable
+from .pool import Pool, RawStream, idle_without_waiting, socket_readable
 
 try:
     import aiomysql
@@ -47,7 +47,14 @@ class AiomysqlPool(Pool):
         return idle_without_waiting(self._pool)
 
     def _release_raw(self, conn: Any) -> None:
+        closed = conn.closed
         self._pool.release(conn)
+        if closed:
+            # aiomysql wakes no waiting acquire() when a closed connection comes
+            # back, though its place in the pool is free now: wake one ourselves.
+            task = self.loop.create_task(self._pool._wakeup())
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
 
     def _close_raw(self, conn: Any) -> None:
         conn.close()
@@ -85,6 +92,17 @@ class AiomysqlPool(Pool):
         finally:
             await cursor.close()
 
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        cursor = await conn.cursor(aiomysql.SSCursor)
+        try:
+            await cursor.execute(sql, params or None)
+        except BaseException:
+            await cursor.close()
+            raise
+        return UnbufferedResult(conn, cursor, chunk_size)
+
     async def _close_all(self, timeout: float | None) -> None:
         if self._pool is None:
             return
@@ -119,6 +137,35 @@ class AiomysqlPool(Pool):
     @property
     def freesize(self) -> int:
         return int(self._pool.freesize) if self._pool is not None else 0
+
+
+class UnbufferedResult(RawStream):
+    """aiomysql's ``SSCursor``: the server sends the rows as they are read.
+
+    The connection takes no other statement until every row was read. Closed
+    early, the stream reads the rest and drops it when the connection is inside
+    a transaction (which must go on); otherwise it closes the connection, which
+    stops the server at once, and the pool opens a new one when needed.
+    """
+
+    def __init__(self, conn: Any, cursor: Any, chunk_size: int) -> None:
+        self.conn = conn
+        self.cursor = cursor
+        self.chunk_size = chunk_size
+        self.description = cursor.description
+        self.exhausted = False
+
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await self.cursor.fetchmany(self.chunk_size)
+        if not rows:
+            self.exhausted = True
+        return rows
+
+    async def close(self) -> None:
+        if not self.exhausted and not self.conn.get_transaction_status():
+            self.conn.close()
+            return
+        await self.cursor.close()  # reads what is left of the result
 
 
 class MySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):

@@ -2,9 +2,10 @@
 
 A driver module (``postgres.py`` on aiopg, ``mysql.py`` on aiomysql) subclasses
 :class:`Pool` and fills in the few hooks that differ between drivers: how to
-open the driver's own pool, run one statement, and tell whether a connection is
-still inside a transaction. Acquire timeouts, rollback of dirty connections and
-cleanup under cancellation live here, once.
+open the driver's own pool, run one statement, stream the rows of one select, and
+tell whether a connection is still inside a transaction. Acquire timeouts,
+rollback of dirty connections, the bookkeeping of connections lent to a row
+stream and cleanup under cancellation live here, once.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import asyncio
 import logging
 import select
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
@@ -25,6 +26,52 @@ if TYPE_CHECKING:
     from .base import AsyncDatabase
 
 logger = logging.getLogger("peewee.async")
+
+T = TypeVar("T")
+
+
+class RawStream(ABC):
+    """The rows of one select, read from the server a chunk at a time.
+
+    A driver module returns one from :meth:`Pool._open_stream_raw`. It keeps its
+    connection busy until :meth:`close` (or the end of the rows) has left the
+    connection ready for the next statement.
+    """
+
+    #: The DB-API description of the result; known once the first chunk was fetched.
+    description: Sequence[Sequence[Any]] | None = None
+
+    @abstractmethod
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        """The next rows (at most the chunk size); empty once every row was read."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Leave the connection ready for the next statement, even if rows are left unread."""
+
+
+class StreamLease:
+    """A connection lent to one row stream, from its first row until it is closed.
+
+    :attr:`closing` is the task that ends the stream once that has begun: a
+    statement sent to the connection meanwhile waits for it, while a statement
+    sent before it has begun is refused (see :meth:`Pool.execute`).
+    """
+
+    __slots__ = ("task", "owned", "closing", "ended", "begin_close")
+
+    def __init__(
+        self, task: asyncio.Task[Any] | None, owned: bool, begin_close: Callable[[], object]
+    ) -> None:
+        self.task = task
+        # True: the stream took the connection from the pool and gives it back;
+        # False: the connection belongs to the task's open transaction.
+        self.owned = owned
+        self.closing: asyncio.Task[None] | None = None
+        # Why the stream was ended from outside (its transaction ended), if it was.
+        self.ended: str | None = None
+        # Starts the stream's closing task (and sets ``closing``).
+        self.begin_close = begin_close
 
 
 class Pool(ABC):
@@ -50,6 +97,8 @@ class Pool(ABC):
         # Connections whose statement was cut off (cancelled mid-flight): the
         # protocol state is unknown, so they are closed, never reused.
         self._interrupted: set[Any] = set()
+        # Connections lent to a row stream (peewee_async.streaming) until it ends.
+        self._streams: dict[Any, StreamLease] = {}
 
     # -- the hooks a driver fills in -------------------------------------
 
@@ -94,6 +143,16 @@ class Pool(ABC):
         return self.is_closed(conn)
 
     @abstractmethod
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        """Start streaming the rows of one select on ``conn``, ``chunk_size`` rows per fetch.
+
+        Outside a transaction the server may need one for the time of the
+        stream (PostgreSQL's cursors do); the stream then opens and ends it itself.
+        """
+
+    @abstractmethod
     async def _close_all(self, timeout: float | None) -> None:
         """Close the driver's pool and every connection in it."""
 
@@ -128,6 +187,8 @@ class Pool(ABC):
         An idle connection that the server closed (killed, restarted, timed
         out) is noticed here, without a round trip, and replaced.
         """
+        if self._streams:
+            self._check_not_held_by_own_streams()
         try:
             while True:
                 conn = await self._acquire_one()
@@ -160,6 +221,24 @@ class Pool(ABC):
             message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
             raise type(exc)(message) from exc
 
+    def _check_not_held_by_own_streams(self) -> None:
+        # A task whose own row streams hold every connection would wait for
+        # one of them for ever: they cannot end while the task waits.
+        task = asyncio.current_task()
+        mine = sum(
+            1
+            for lease in self._streams.values()
+            # A stream that is closing gives its connection back by itself.
+            if lease.owned and lease.task is task and lease.closing is None
+        )
+        if mine >= self.max_size:
+            raise peewee.InterfaceError(
+                f"Every connection of {self.database.describe()} (max_connections={self.max_size}) "
+                "is held by an iterate() loop of this task, so this query would wait for ever. "
+                "Run the query after the loop, fetch the rows with `await objects.execute(query)` "
+                "instead of iterating, or raise max_connections."
+            )
+
     async def execute(
         self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
     ) -> FetchedCursor:
@@ -173,6 +252,8 @@ class Pool(ABC):
                 "connection is closed when the transaction ends, which rolls it back. Leave the "
                 "`async with` block and run the whole transaction again."
             )
+        if self._streams:
+            await self.wait_stream_closed(conn)
         self._interrupted.add(conn)
         try:
             with translate_driver_errors:
@@ -246,6 +327,72 @@ class Pool(ABC):
                 "Could not stop a timed-out statement on %s", self.database.describe(), exc_info=True
             )
 
+    # -- row streams -----------------------------------------------------
+
+    def lend_to_stream(self, conn: Any, owned: bool, begin_close: Callable[[], object]) -> StreamLease:
+        """Mark ``conn`` as busy with a row stream of the running task."""
+        if conn in self._streams:
+            raise self._busy_error()
+        lease = self._streams[conn] = StreamLease(asyncio.current_task(), owned, begin_close)
+        return lease
+
+    def end_lease(self, conn: Any, lease: StreamLease) -> None:
+        """The stream is over: ``conn`` takes statements again."""
+        if self._streams.get(conn) is lease:
+            del self._streams[conn]
+
+    async def wait_stream_closed(self, conn: Any) -> None:
+        """Wait until a stream that is closing on ``conn`` has closed; refuse while one is open."""
+        lease = self._streams.get(conn)
+        if lease is None:
+            return
+        if lease.closing is None:
+            raise self._busy_error()
+        # A stream let go of (its loop left with `break`) is closing: wait for it.
+        await asyncio.shield(lease.closing)
+
+    def _busy_error(self) -> peewee.InterfaceError:
+        return peewee.InterfaceError(
+            f"The connection of {self.database.describe()} is streaming the rows of an iterate() "
+            "loop that is still open, and takes no other statement until the loop ends. Finish "
+            "or close the loop first (`async with objects.iterate(query) as rows:` closes it at "
+            "the end of the block), or fetch the rows with `await objects.execute(query)` to "
+            "run queries while going through them."
+        )
+
+    async def end_streams(self, conn: Any, reason: str) -> None:
+        """Close the stream still open on ``conn`` (its transaction is ending), if any."""
+        lease = self._streams.get(conn)
+        if lease is None:
+            return
+        if lease.closing is None:
+            lease.ended = reason
+            lease.begin_close()
+        if lease.closing is not None:
+            await asyncio.shield(lease.closing)
+
+    async def open_stream(self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int) -> RawStream:
+        return await self._guarded(conn, self._open_stream_raw(conn, sql, params, chunk_size))
+
+    async def fetch_stream(self, conn: Any, stream: RawStream) -> Sequence[Sequence[Any]]:
+        return await self._guarded(conn, stream.fetch())
+
+    async def close_stream(self, conn: Any, stream: RawStream) -> None:
+        await self._guarded(conn, stream.close())
+
+    async def _guarded(self, conn: Any, step: Awaitable[T]) -> T:
+        # As execute(): a step cut off by a cancellation leaves the protocol in
+        # an unknown state, so the connection is then closed, never reused.
+        self._interrupted.add(conn)
+        try:
+            with translate_driver_errors:
+                result = await step
+        except Exception:
+            self._interrupted.discard(conn)
+            raise
+        self._interrupted.discard(conn)
+        return result
+
     def is_interrupted(self, conn: Any) -> bool:
         """Whether a statement on ``conn`` was cut off before the server's answer was read."""
         return conn in self._interrupted
@@ -257,6 +404,16 @@ class Pool(ABC):
         rollback of a dirty connection runs in a task of its own that a
         cancellation of the caller does not reach.
         """
+        lease = self._streams.get(conn)
+        if lease is not None and not lease.owned:
+            # A transaction's connection given back while a stream still closes on
+            # it (the transaction's end was cancelled): give it back after that.
+            if lease.closing is not None:
+                lease.closing.add_done_callback(lambda _: self.release(conn))
+                return
+            del self._streams[conn]
+            lease.ended = "its connection was given back to the pool"
+            self._interrupted.add(conn)
         if conn in self._interrupted:
             self._interrupted.discard(conn)
             self._discard(conn)

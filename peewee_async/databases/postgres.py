@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool, idle_without_waiting, socket_readable
+from .pool import Pool, RawStream, idle_without_waiting, socket_readable
 
 try:
     import aiopg
@@ -144,6 +145,13 @@ class AiopgPool(Pool):
             cursor.close()
         return result
 
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        stream = ServerCursor(self, conn, chunk_size)
+        await stream.declare(sql, params)
+        return stream
+
     async def _close_all(self, timeout: float | None) -> None:
         if self._pool is None:
             return
@@ -169,6 +177,48 @@ class AiopgPool(Pool):
     @property
     def freesize(self) -> int:
         return int(self._pool.freesize) if self._pool is not None else 0
+
+
+_cursor_names = itertools.count(1)
+
+
+class ServerCursor(RawStream):
+    """A server-side cursor: ``DECLARE ... CURSOR``, then ``FETCH n`` until the rows run out.
+
+    A cursor lives inside a transaction: the task's open one, or else one that
+    the stream begins at DECLARE and commits at its close.
+    """
+
+    def __init__(self, pool: AiopgPool, conn: Any, chunk_size: int) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.name = f"peewee_async_cursor_{next(_cursor_names)}"
+        self.fetch_sql = f"FETCH FORWARD {int(chunk_size)} FROM {self.name}"
+        self.began = False
+        self.declared = False
+
+    async def declare(self, sql: str, params: Sequence[Any]) -> None:
+        if not self.pool.in_transaction(self.conn):
+            await self.pool._execute_raw(self.conn, "BEGIN", ())
+            self.began = True
+        await self.pool._execute_raw(self.conn, f"DECLARE {self.name} NO SCROLL CURSOR FOR {sql}", params)
+        self.declared = True
+
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        result = await self.pool._execute_raw(self.conn, self.fetch_sql, ())
+        self.description = result.description
+        return result._rows
+
+    async def close(self) -> None:
+        if self.began:
+            # Ending the transaction closes the cursor with it.
+            self.began = self.declared = False
+            await self.pool._execute_raw(self.conn, "COMMIT", ())
+        elif self.declared:
+            self.declared = False
+            if self.conn.raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+                return  # a failed transaction takes no CLOSE; its ROLLBACK drops the cursor
+            await self.pool._execute_raw(self.conn, f"CLOSE {self.name}", ())
 
 
 def _whole_seconds(timeout: float | None) -> int:

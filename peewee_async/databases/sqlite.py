@@ -22,7 +22,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool
+from .pool import Pool, RawStream
 
 try:
     import aiosqlite
@@ -100,6 +100,11 @@ class AiosqlitePool(Pool):
         finally:
             await cursor.close()
 
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        return SqliteRows(await conn.execute(sql, params), chunk_size)
+
     async def _close_all(self, timeout: float | None) -> None:
         self._closing = True
         free, self._free = self._free, []
@@ -119,6 +124,22 @@ class AiosqlitePool(Pool):
     @property
     def freesize(self) -> int:
         return len(self._free)
+
+
+class SqliteRows(RawStream):
+    """An aiosqlite cursor read with ``fetchmany``; SQLite steps the statement as rows are asked for."""
+
+    def __init__(self, cursor: Any, chunk_size: int) -> None:
+        self.cursor = cursor
+        self.chunk_size = chunk_size
+        self.description = cursor.description
+
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await self.cursor.fetchmany(self.chunk_size)
+        return rows
+
+    async def close(self) -> None:
+        await self.cursor.close()
 
 
 class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
