@@ -23,6 +23,7 @@ entered once, and an exit that does not match the innermost open block raises
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from types import TracebackType
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import TransactionError
 
 if TYPE_CHECKING:
-    import asyncio
     import contextvars
 
     from .databases.base import AsyncDatabase
@@ -118,8 +118,6 @@ class Transaction:
         return self
 
     async def _begin_root(self) -> TaskTransactions:
-        import asyncio
-
         db = self.database
         pool = await db._get_pool()
         conn = await pool.acquire()
@@ -149,6 +147,11 @@ class Transaction:
         self._status = _Status.FINISHED
         if self._role is _Role.ROOT:
             await self._end_root(held, failed=exc_type is not None)
+        elif held.pool.is_interrupted(held.connection):
+            # A statement was cut off: the connection is closed and the whole
+            # transaction lost. Say so, rather than exit as if the work was kept.
+            if exc_type is None:
+                held.pool.raise_interrupted()
         elif self._role is _Role.SAVEPOINT and self._savepoint_set:
             if exc_type is not None:
                 await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
@@ -166,14 +169,18 @@ class Transaction:
         # statement was interrupted, so nothing half-done is ever reused.
         try:
             if held.pool.is_interrupted(held.connection):
-                return  # closing it is the rollback; never write to a broken protocol
+                # Closing it is the rollback; never write to a broken protocol.
+                # A block that would exit normally must not look committed.
+                if not failed:
+                    held.pool.raise_interrupted()
+                return
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:
                 await self._run(held, "ROLLBACK")
             else:
                 try:
-                    await self._run(held, "COMMIT")
+                    await self._commit(held)
                 except Exception:
                     if not held.pool.is_interrupted(held.connection):
                         await self._run(held, "ROLLBACK")
@@ -185,6 +192,36 @@ class Transaction:
                 db._task_transactions.reset(self._token)
                 self._token = None
             held.pool.release(held.connection)
+
+    async def _commit(self, held: TaskTransactions) -> None:
+        """COMMIT, seen through to its answer even when the task is cancelled meanwhile.
+
+        Once COMMIT is sent, cutting it off leaves its outcome unknown (the
+        server commits anyway, most of the time). So it runs in a task of its
+        own and is awaited to the end; a cancellation that arrived meanwhile is
+        asked for again, to be raised at the task's next await. That keeps one
+        rule for users: a block that raised wrote nothing, a block that exited
+        normally committed.
+        """
+        commit = asyncio.ensure_future(self.database._execute_sql("COMMIT", (), held))
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            while not commit.done():
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError as exc:
+                    if commit.cancelled():  # the COMMIT's own task: its loop is shutting down
+                        cancelled = None
+                        raise
+                    cancelled = exc  # the caller's: wait on
+        finally:
+            task = asyncio.current_task()
+            if cancelled is not None and task is not None:
+                # cancel() then uncancel(): the request is pending again, and
+                # cancelling() counts it once, as before.
+                task.cancel(cancelled.args[0] if cancelled.args else None)
+                task.uncancel()
+        commit.result()  # the COMMIT's own error, if it failed
 
     # -- ending early, starting anew --------------------------------------
 
@@ -244,4 +281,4 @@ class Transaction:
         return self.sid.join(quote) if len(quote) == 2 else f'"{self.sid}"'
 
     async def _run(self, held: TaskTransactions, sql: str) -> None:
-        await self.database.execute_sql_async(sql)
+        await self.database._execute_sql(sql, (), held)

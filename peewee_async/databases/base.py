@@ -290,14 +290,22 @@ class AsyncDatabase:
         Inside the running task's transaction it runs on that transaction's
         connection; otherwise it borrows a connection for this statement only.
         """
-        params = params or ()
+        return await self._execute_sql(sql, params or (), self._current_transactions())
+
+    async def _execute_sql(
+        self, sql: str, params: Sequence[Any], held: TaskTransactions | None
+    ) -> FetchedCursor:
+        """Run one statement on ``held``'s connection, or on one borrowed for it if ``held`` is None.
+
+        The transaction is passed in, not looked up, so that a transaction's own
+        COMMIT can run in a task of its own (see ``Transaction._commit``).
+        """
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
         hooks = getattr(self, "query_hooks", None)
         start = time.perf_counter() if hooks else 0.0
         error: Exception | None = None
         try:
-            held = self._current_transactions()
             if held is not None:
                 return await held.pool.execute(held.connection, sql, params)
             pool = await self._get_pool()

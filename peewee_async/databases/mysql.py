@@ -45,6 +45,11 @@ class AiomysqlPool(Pool):
     def _release_raw(self, conn: Any) -> None:
         self._pool.release(conn)
 
+    def _wake_next_waiter(self) -> None:
+        pool = self._pool
+        if pool is not None and (pool._free or pool.size < pool.maxsize):
+            self._in_background(pool._wakeup())
+
     def _close_raw(self, conn: Any) -> None:
         conn.close()
 

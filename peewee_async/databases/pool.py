@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
+
+import peewee
 
 from ..cursor import FetchedCursor
 from ..errors import PoolTimeout, translate_driver_errors
@@ -111,16 +113,35 @@ class Pool(ABC):
             async with asyncio.timeout(self.acquire_timeout):
                 with translate_driver_errors:
                     return await self._acquire_raw()
-        except TimeoutError:
-            raise PoolTimeout(
-                f"No connection of {self.database.describe()} became free within "
-                f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
-                "are in use. Raise max_connections, shorten transactions, or raise "
-                "acquire_timeout. A task spawned inside a transaction needs a connection of "
-                "its own, so with every connection held it waits until this timeout."
-            ) from None
+        except BaseException as exc:
+            # A waiter the driver's pool had just woken for a freed connection,
+            # cancelled (or timed out) before it ran, swallows that wake-up
+            # (asyncio.Condition before Python 3.13): pass it on to the next
+            # waiter, or it would sleep beside a free connection.
+            self._wake_next_waiter()
+            if isinstance(exc, TimeoutError):
+                raise self._timeout_error() from None
+            raise
+
+    def _timeout_error(self) -> PoolTimeout:
+        return PoolTimeout(
+            f"No connection of {self.database.describe()} became free within "
+            f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
+            "are in use. Raise max_connections, shorten transactions, or raise "
+            "acquire_timeout. A task spawned inside a transaction needs a connection of "
+            "its own, so with every connection held it waits until this timeout."
+        )
+
+    def _wake_next_waiter(self) -> None:  # noqa: B027 - an optional hook
+        """Wake a task waiting in ``_acquire_raw`` if a connection is free or may open; a driver hook."""
 
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
+        if conn in self._interrupted:
+            # Only a transaction's connection outlives an interrupted statement
+            # (until its block ends); its protocol state is unknown and the
+            # server rolls the transaction back when it is closed. Writing to it
+            # again could read the old statement's answer as the new one's.
+            self.raise_interrupted()
         self._interrupted.add(conn)
         try:
             with translate_driver_errors:
@@ -129,12 +150,27 @@ class Pool(ABC):
             # The server answered with an error: the connection is in a known state.
             self._interrupted.discard(conn)
             raise
+        except BaseException:
+            # Cut off (cancelled) before the answer was read. Close at once rather
+            # than at release: inside a transaction the server then rolls back and
+            # frees its locks now, not when the task gets round to leaving the block.
+            self._close_quietly(conn)
+            raise
         self._interrupted.discard(conn)
         return result
 
     def is_interrupted(self, conn: Any) -> bool:
         """Whether a statement on ``conn`` was cut off before the server's answer was read."""
         return conn in self._interrupted
+
+    def raise_interrupted(self) -> None:
+        """Raise the error for using a transaction whose statement was cut off."""
+        raise peewee.InterfaceError(
+            "A statement of this transaction was cancelled before the server answered, so "
+            "its connection was closed and the transaction rolled back. Let the cancellation "
+            "(or timeout) leave the transaction block, and run the whole transaction again "
+            "if its work must be done."
+        )
 
     def release(self, conn: Any) -> None:
         """Give ``conn`` back; a connection left inside a transaction is rolled back first.
@@ -176,9 +212,26 @@ class Pool(ABC):
 
     def _discard(self, conn: Any) -> None:
         try:
-            self._close_raw(conn)
+            self._close_quietly(conn)
         finally:
             self._release_raw(conn)
+            # The drivers' pools wake a waiter when a connection comes back
+            # free, not when one is dropped: without this a task waiting for a
+            # connection would wait out acquire_timeout, though one could open.
+            self._wake_next_waiter()
+
+    def _close_quietly(self, conn: Any) -> None:
+        try:
+            if not self.is_closed(conn):
+                self._close_raw(conn)
+        except Exception:
+            logger.debug("Closing a broken connection failed", exc_info=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task that :meth:`settle` (and so :meth:`close`) waits for."""
+        task = self.loop.create_task(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def abandon(self) -> None:
         """Close the sockets of a pool whose event loop has stopped; nothing is awaited."""
