@@ -65,9 +65,18 @@ class AiomysqlPool(Pool):
             await cursor.execute(sql, params or None)
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else ()
-            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
-        finally:
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except Exception:
             await cursor.close()
+            raise
+        except BaseException:
+            # Cancelled mid-statement. Closing the cursor would read the rest of
+            # the answer, i.e. wait until the server finishes the statement:
+            # close the connection instead, so the cancellation takes effect now.
+            conn.close()
+            raise
+        await cursor.close()
+        return result
 
     async def _close_all(self, timeout: float | None) -> None:
         if self._pool is None:

@@ -55,6 +55,7 @@ async def run_and_cancel_after(make: Callable[[], Awaitable[Any]], steps: int) -
     Returns how the task ended. When it ended before the cancel, ``finished``
     is true and the caller's loop over ``steps`` is over.
     """
+    already = asyncio.all_tasks()
     task = asyncio.ensure_future(make())
     for _ in range(steps):
         if task.done():
@@ -64,7 +65,10 @@ async def run_and_cancel_after(make: Callable[[], Awaitable[Any]], steps: int) -
     if not finished:
         task.cancel()
     try:
-        result = await task
+        try:
+            result = await task
+        finally:
+            await _wait_for_spawned(already)
     except asyncio.CancelledError:
         if not task.cancelled():
             raise  # the test's own task was cancelled
@@ -72,6 +76,19 @@ async def run_and_cancel_after(make: Callable[[], Awaitable[Any]], steps: int) -
     except Exception as exc:
         return Outcome(steps, finished, cancelled=False, error=exc)
     return Outcome(steps, finished, cancelled=False, result=result)
+
+
+async def _wait_for_spawned(already: set[asyncio.Task[Any]]) -> None:
+    """Wait for the tasks the operation spawned, e.g. the children of a ``gather``.
+
+    A cancelled ``gather`` raises as soon as one child is cancelled, while the
+    others are still finishing their own cancellation: their connections are
+    given back a few steps later. They must end soon, by themselves.
+    """
+    spawned = asyncio.all_tasks() - already - {asyncio.current_task()}
+    if spawned:
+        _, pending = await asyncio.wait(spawned, timeout=SERVER_CATCH_UP)
+        assert not pending, f"tasks spawned by the operation still run: {pending}"
 
 
 async def cancel_at_every_step(

@@ -20,12 +20,6 @@ from peewee_async.cursor import FetchedCursor
 from ..models import TestModel, TestModelAlpha, TestModelBeta, TestModelGamma
 from .cancelling import Outcome, assert_no_leaks, cancel_at_every_step, run_and_cancel_after
 
-pytestmark = pytest.mark.filterwarnings(
-    # aiomysql's cursor is left unclosed when its task is cancelled mid-statement;
-    # the connection under it is closed by the pool.
-    "ignore:unclosed:ResourceWarning",
-)
-
 
 async def texts(objects: peewee_async.Manager) -> list[str]:
     return [row.text for row in await objects.execute(TestModel.select().order_by(TestModel.text))]
@@ -404,12 +398,12 @@ async def test_statement_cut_off_inside_a_transaction(
 
 def _sleep_sql(db: peewee_async.AsyncDatabase) -> str:
     if isinstance(db, peewee.PostgresqlDatabase):
-        return "SELECT pg_sleep(2)"
+        return "SELECT pg_sleep(0.5)"
     if isinstance(db, peewee.MySQLDatabase):
-        return "SELECT SLEEP(2)"
+        return "SELECT SLEEP(0.5)"
     # SQLite: a query that takes a while (and ends by itself: its thread cannot be interrupted).
     return (
-        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 2000000) "
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 500000) "
         "SELECT count(*) FROM r"
     )
 
