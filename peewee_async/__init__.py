@@ -14,7 +14,7 @@ from .databases import (
     PostgresqlDatabase,
     SqliteDatabase,
 )
-from .errors import PoolTimeout, SyncQueryError, TransactionError, WrongDatabaseError
+from .errors import PoolTimeout, SyncQueryError, TransactionError, WrongDatabaseError, WrongLoopError
 from .lowlevel import (
     atomic,
     count,
@@ -46,6 +46,7 @@ __all__ = [
     "Transaction",
     "TransactionError",
     "WrongDatabaseError",
+    "WrongLoopError",
     "atomic",
     "db_url",
     "count",

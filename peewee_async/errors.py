@@ -33,3 +33,10 @@ class TransactionError(peewee.InterfaceError):
 
 class WrongDatabaseError(peewee.InterfaceError):
     """A query's model is bound to a database other than the one asked to run it."""
+
+
+class WrongLoopError(peewee.InterfaceError, RuntimeError):
+    """A database's async connections were asked for on an event loop they do not belong to.
+
+    It subclasses ``RuntimeError`` too, which the 0.x releases raised here.
+    """

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import SyncQueryError, TransactionError, translate_driver_errors
+from ..errors import SyncQueryError, TransactionError, WrongLoopError, translate_driver_errors
 from .pool import Pool
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class AsyncDatabase:
         """
         running = asyncio.get_running_loop()
         if loop is not None and loop is not running:
-            raise RuntimeError(
+            raise WrongLoopError(
                 "connect_async(loop=...) must name the running event loop; the pool always "
                 "opens on the loop that awaits it, so the argument can simply be dropped."
             )
@@ -208,7 +208,7 @@ class AsyncDatabase:
 
     def _forget_pool_of_other_loop(self, pool: Pool) -> None:
         if not pool.loop.is_closed() and pool.loop.is_running():
-            raise RuntimeError(
+            raise WrongLoopError(
                 f"{self.describe()} is in use on another running event loop. A database's "
                 "async connections belong to one loop: create one database object per loop, "
                 "or close_async() it on the first loop before using it on another."
