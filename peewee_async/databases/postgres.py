@@ -77,7 +77,17 @@ class AiopgPool(Pool):
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         cursor = await conn.cursor()
         try:
-            await cursor.execute(sql, params or None)
+            try:
+                await cursor.execute(sql, params or None)
+            except ValueError as exc:
+                if "NUL" not in str(exc):
+                    raise
+                # psycopg2 refuses a NUL character while quoting, before sending
+                # anything: the connection and its transaction are unharmed.
+                raise peewee.DataError(
+                    f"{exc} PostgreSQL text cannot contain NUL (0x00) characters: store binary "
+                    "data in a BlobField (bytea), or remove the NUL characters from the text."
+                ) from exc
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
             return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
