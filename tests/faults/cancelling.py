@@ -2,7 +2,7 @@
 
 The leak counts are real ones, read where they live: connections handed out by
 the pool, and sessions the server itself sees inside a transaction (PostgreSQL's
-``pg_stat_activity``, MySQL's ``information_schema.innodb_trx``; for SQLite,
+``pg_stat_activity``, MySQL's InnoDB status joined to its process list; for SQLite,
 whose "server" is the file, the pool's idle connections that are still inside a
 transaction).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ async def assert_no_leaks(db: peewee_async.AsyncDatabase) -> None:
         assert pool.used == 0, f"{pool.used} connection(s) of the pool still in use"
     assert db._open_transactions == 0, f"{db._open_transactions} transaction(s) still open"
     await wait_for_no_server_transactions(db)
+    await wait_for_no_running_statements(db)
     # The next query works (on a fresh or a reused connection).
     rows = (await db.execute_sql_async("SELECT 1")).fetchall()
     assert [tuple(row) for row in rows] == [(1,)], rows
@@ -150,6 +152,42 @@ async def wait_for_no_server_transactions(db: peewee_async.AsyncDatabase) -> Non
         await asyncio.sleep(0.01)
 
 
+async def wait_for_no_running_statements(db: peewee_async.AsyncDatabase) -> None:
+    """Wait until no statement of ours runs on the server.
+
+    A server goes on with a statement whose client closed the connection (a
+    cancelled one) until it next writes to it: an autocommit INSERT can commit
+    after the cancellation was raised. Checking rows before then would race.
+    """
+    deadline = time.monotonic() + SERVER_CATCH_UP
+    while True:
+        running = server_statements(db)
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"statements of ours still run on the server: {running}")
+        await asyncio.sleep(0.005)
+
+
+def server_statements(db: peewee_async.AsyncDatabase) -> list[Any]:
+    """Statements of ``db``'s database that the server is running (not counting ours here)."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        cursor = _monitor("postgres").execute_sql(
+            "SELECT pid, state, query FROM pg_stat_activity WHERE datname = %s "
+            "AND state NOT LIKE 'idle%%' AND pid <> pg_backend_pid()",
+            (db.database,),
+        )
+        return list(cursor.fetchall())
+    if isinstance(db, peewee.MySQLDatabase):
+        cursor = _monitor("mysql").execute_sql(
+            "SELECT id, command, info FROM information_schema.processlist "
+            "WHERE db = %s AND command NOT IN ('Sleep', 'Daemon') AND id <> CONNECTION_ID()",
+            (db.database,),
+        )
+        return list(cursor.fetchall())
+    return []  # SQLite: a statement runs in our own process, and the pool waits for it
+
+
 def server_transactions(db: peewee_async.AsyncDatabase) -> list[Any]:
     """Sessions of ``db``'s database that the server sees inside a transaction (not counting ours here)."""
     if isinstance(db, peewee.PostgresqlDatabase):
@@ -160,13 +198,23 @@ def server_transactions(db: peewee_async.AsyncDatabase) -> list[Any]:
         )
         return list(cursor.fetchall())
     if isinstance(db, peewee.MySQLDatabase):
-        cursor = _monitor("mysql").execute_sql(
-            "SELECT p.id, p.command, t.trx_state, t.trx_query FROM information_schema.innodb_trx t "
-            "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-            "WHERE p.db = %s AND p.id <> CONNECTION_ID()",
+        # Not information_schema.innodb_trx: InnoDB refreshes that table only
+        # when nobody read it for 0.1 s, so checks in a loop would all see the
+        # first one's data (and make other readers see stale data too). The
+        # engine status is made afresh for each read.
+        monitor = _monitor("mysql")
+        status = monitor.execute_sql("SHOW ENGINE INNODB STATUS").fetchone()[2]
+        active = set()
+        for block in status.split("---TRANSACTION ")[1:]:
+            found = re.search(r"(?:MySQL|MariaDB) thread id (\d+)", block)
+            if "ACTIVE" in block.split("\n", 1)[0] and found:
+                active.add(int(found.group(1)))
+        ours = monitor.execute_sql(
+            "SELECT id, command, info FROM information_schema.processlist "
+            "WHERE db = %s AND id <> CONNECTION_ID()",
             (db.database,),
         )
-        return list(cursor.fetchall())
+        return [row for row in ours.fetchall() if row[0] in active]
     if isinstance(db, peewee.SqliteDatabase):
         pool = db.pool
         idle = list(getattr(pool, "_free", [])) if pool is not None else []

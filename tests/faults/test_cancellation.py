@@ -18,11 +18,46 @@ import peewee_async
 from peewee_async.cursor import FetchedCursor
 
 from ..models import TestModel, TestModelAlpha, TestModelBeta, TestModelGamma
-from .cancelling import Outcome, assert_no_leaks, cancel_at_every_step, run_and_cancel_after
+from .cancelling import (
+    Outcome,
+    assert_no_leaks,
+    cancel_at_every_step,
+    run_and_cancel_after,
+    server_statements,
+    server_transactions,
+)
 
 
 async def texts(objects: peewee_async.Manager) -> list[str]:
     return [row.text for row in await objects.execute(TestModel.select().order_by(TestModel.text))]
+
+
+async def test_the_checks_see_what_they_look_for(db: peewee_async.AsyncDatabase) -> None:
+    """The leak checks are not vacuous: an open transaction and a running statement show."""
+    pool = await _pool(db)
+    conn = await pool.acquire()
+    try:
+        await pool.execute(conn, "BEGIN", ())
+        await pool.execute(
+            conn, f"INSERT INTO {TestModel._meta.table_name} (text, data) VALUES ('x', '')", ()
+        )
+        if not isinstance(db, peewee.SqliteDatabase):  # SQLite's check looks at idle connections
+            assert len(server_transactions(db)) == 1
+        with pytest.raises(AssertionError, match="still in use"):
+            await assert_no_leaks(db)
+        await pool.execute(conn, "ROLLBACK", ())
+        assert server_transactions(db) == []
+        if not isinstance(db, peewee.SqliteDatabase):
+            running = asyncio.ensure_future(pool.execute(conn, _sleep_sql(db), ()))
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if server_statements(db):
+                    break
+            assert len(server_statements(db)) == 1
+            await running
+    finally:
+        pool.release(conn)
+    await assert_no_leaks(db)
 
 
 async def test_get(db: peewee_async.AsyncDatabase, objects: peewee_async.Manager) -> None:
