@@ -21,6 +21,7 @@ from .errors import (
     SyncQueryError,
     TransactionError,
     WrongDatabaseError,
+    WrongLoopError,
 )
 from .lowlevel import (
     atomic,
@@ -58,6 +59,7 @@ __all__ = [
     "Transaction",
     "TransactionError",
     "WrongDatabaseError",
+    "WrongLoopError",
     "atomic",
     "db_url",
     "testing",

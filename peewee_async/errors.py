@@ -52,3 +52,10 @@ class ConnectionLost(peewee.OperationalError):
     statement of the block raises this error too: the block is never continued
     on a new connection. Leave the block and run the whole transaction again.
     """
+
+
+class WrongLoopError(peewee.InterfaceError, RuntimeError):
+    """A database's async connections were asked for on an event loop they do not belong to.
+
+    It subclasses ``RuntimeError`` too, which the 0.x releases raised here.
+    """

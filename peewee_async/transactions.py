@@ -23,6 +23,7 @@ entered once, and an exit that does not match the innermost open block raises
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from types import TracebackType
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import TransactionError
 
 if TYPE_CHECKING:
-    import asyncio
     import contextvars
 
     from .databases.base import AsyncDatabase
@@ -121,8 +121,6 @@ class Transaction:
         return self
 
     async def _begin_root(self) -> TaskTransactions:
-        import asyncio
-
         db = self.database
         pool = await db._get_pool()
         conn = await pool.acquire()
@@ -182,7 +180,7 @@ class Transaction:
                     await self._run(held, "ROLLBACK")
             else:
                 try:
-                    await self._run(held, "COMMIT")
+                    await self._commit(held)
                 except Exception:
                     if not self._connection_broken(held):
                         await self._run(held, "ROLLBACK")
@@ -194,6 +192,36 @@ class Transaction:
                 db._task_transactions.reset(self._token)
                 self._token = None
             held.pool.release(held.connection)
+
+    async def _commit(self, held: TaskTransactions) -> None:
+        """COMMIT, seen through to its answer even when the task is cancelled meanwhile.
+
+        Once COMMIT is sent, cutting it off leaves its outcome unknown (the
+        server commits anyway, most of the time). So it runs in a task of its
+        own and is awaited to the end; a cancellation that arrived meanwhile is
+        asked for again, to be raised at the task's next await. That keeps one
+        rule for users: a block that raised wrote nothing, a block that exited
+        normally committed.
+        """
+        commit = asyncio.ensure_future(self.database._execute_sql("COMMIT", (), held))
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            while not commit.done():
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError as exc:
+                    if commit.cancelled():  # the COMMIT's own task: its loop is shutting down
+                        cancelled = None
+                        raise
+                    cancelled = exc  # the caller's: wait on
+        finally:
+            task = asyncio.current_task()
+            if cancelled is not None and task is not None:
+                # cancel() then uncancel(): the request is pending again, and
+                # cancelling() counts it once, as before.
+                task.cancel(cancelled.args[0] if cancelled.args else None)
+                task.uncancel()
+        commit.result()  # the COMMIT's own error, if it failed
 
     # -- ending early, starting anew --------------------------------------
 
@@ -257,4 +285,4 @@ class Transaction:
         return self.sid.join(quote) if len(quote) == 2 else f'"{self.sid}"'
 
     async def _run(self, held: TaskTransactions, sql: str) -> None:
-        await self.database.execute_sql_async(sql)
+        await self.database._execute_sql(sql, (), held)

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import ConnectionLost, QueryTimeout, SyncQueryError, TransactionError, translate_driver_errors
+from ..errors import (
+    ConnectionLost,
+    QueryTimeout,
+    SyncQueryError,
+    TransactionError,
+    WrongLoopError,
+    translate_driver_errors,
+)
 from .pool import Pool, driver_message
 
 if TYPE_CHECKING:
@@ -177,7 +184,7 @@ class AsyncDatabase:
         """
         running = asyncio.get_running_loop()
         if loop is not None and loop is not running:
-            raise RuntimeError(
+            raise WrongLoopError(
                 "connect_async(loop=...) must name the running event loop; the pool always "
                 "opens on the loop that awaits it, so the argument can simply be dropped."
             )
@@ -221,7 +228,7 @@ class AsyncDatabase:
 
     def _forget_pool_of_other_loop(self, pool: Pool) -> None:
         if not pool.loop.is_closed() and pool.loop.is_running():
-            raise RuntimeError(
+            raise WrongLoopError(
                 f"{self.describe()} is in use on another running event loop. A database's "
                 "async connections belong to one loop: create one database object per loop, "
                 "or close_async() it on the first loop before using it on another."
@@ -311,7 +318,20 @@ class AsyncDatabase:
         connection; otherwise it borrows a connection for this statement only.
         ``query_timeout`` overrides the database's for this statement.
         """
-        params = params or ()
+        return await self._execute_sql(sql, params or (), self._current_transactions(), query_timeout)
+
+    async def _execute_sql(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        held: TaskTransactions | None,
+        query_timeout: float | None = None,
+    ) -> FetchedCursor:
+        """Run one statement on ``held``'s connection, or on one borrowed for it if ``held`` is None.
+
+        The transaction is passed in, not looked up, so that a transaction's own
+        COMMIT can run in a task of its own (see ``Transaction._commit``).
+        """
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
         hooks = getattr(self, "query_hooks", None)
@@ -319,7 +339,6 @@ class AsyncDatabase:
         error: Exception | None = None
         timeout = self.query_timeout if query_timeout is None else query_timeout
         try:
-            held = self._current_transactions()
             if held is not None:
                 return await self._execute_in_transaction(held, sql, params, timeout)
             pool = self._pool

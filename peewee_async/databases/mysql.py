@@ -52,9 +52,12 @@ class AiomysqlPool(Pool):
         if closed:
             # aiomysql wakes no waiting acquire() when a closed connection comes
             # back, though its place in the pool is free now: wake one ourselves.
-            task = self.loop.create_task(self._pool._wakeup())
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
+            self._wake_next_waiter()
+
+    def _wake_next_waiter(self) -> None:
+        pool = self._pool
+        if pool is not None and (pool._free or pool.size < pool.maxsize):
+            self._in_background(pool._wakeup())
 
     def _close_raw(self, conn: Any) -> None:
         conn.close()
@@ -88,9 +91,18 @@ class AiomysqlPool(Pool):
             await cursor.execute(sql, params or None)
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else ()
-            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
-        finally:
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except Exception:
             await cursor.close()
+            raise
+        except BaseException:
+            # Cancelled mid-statement. Closing the cursor would read the rest of
+            # the answer, i.e. wait until the server finishes the statement:
+            # close the connection instead, so the cancellation takes effect now.
+            conn.close()
+            raise
+        await cursor.close()
+        return result
 
     async def _open_stream_raw(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int

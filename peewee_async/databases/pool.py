@@ -14,7 +14,7 @@ import asyncio
 import logging
 import select
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
@@ -197,13 +197,7 @@ class Pool(ABC):
                 logger.info("Replacing a connection of %s that the server closed", self.database.describe())
                 self._discard(conn)
         except TimeoutError:
-            raise PoolTimeout(
-                f"No connection of {self.database.describe()} became free within "
-                f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
-                "are in use. Raise max_connections, shorten transactions, or raise "
-                "acquire_timeout. A task spawned inside a transaction needs a connection of "
-                "its own, so with every connection held it waits until this timeout."
-            ) from None
+            raise self._timeout_error() from None
 
     async def _acquire_one(self) -> Any:
         try:
@@ -217,9 +211,28 @@ class Pool(ABC):
             async with asyncio.timeout(self.acquire_timeout):
                 with translate_driver_errors:
                     return await self._acquire_raw()
-        except peewee.OperationalError as exc:
-            message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
-            raise type(exc)(message) from exc
+        except BaseException as exc:
+            # A waiter the driver's pool had just woken for a freed connection,
+            # cancelled (or timed out) before it ran, swallows that wake-up
+            # (asyncio.Condition before Python 3.13): pass it on to the next
+            # waiter, or it would sleep beside a free connection.
+            self._wake_next_waiter()
+            if isinstance(exc, peewee.OperationalError):
+                message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
+                raise type(exc)(message) from exc
+            raise
+
+    def _timeout_error(self) -> PoolTimeout:
+        return PoolTimeout(
+            f"No connection of {self.database.describe()} became free within "
+            f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
+            "are in use. Raise max_connections, shorten transactions, or raise "
+            "acquire_timeout. A task spawned inside a transaction needs a connection of "
+            "its own, so with every connection held it waits until this timeout."
+        )
+
+    def _wake_next_waiter(self) -> None:  # noqa: B027 - an optional hook
+        """Wake a task waiting in ``_acquire_raw`` if a connection is free or may open; a driver hook."""
 
     def _check_not_held_by_own_streams(self) -> None:
         # A task whose own row streams hold every connection would wait for
@@ -248,8 +261,8 @@ class Pool(ABC):
             # was cut off; its protocol state is unknown, so nothing more is sent.
             raise ConnectionLost(
                 f"The connection of this transaction on {self.database.describe()} was lost "
-                "earlier: a statement on it was cut off before its answer came, and the "
-                "connection is closed when the transaction ends, which rolls it back. Leave the "
+                "earlier: a statement on it was cut off before its answer came, so the "
+                "connection was closed, which rolled the transaction back. Leave the "
                 "`async with` block and run the whole transaction again."
             )
         if self._streams:
@@ -280,6 +293,12 @@ class Pool(ABC):
         except Exception:
             # The server answered with an error: the connection is in a known state.
             self._interrupted.discard(conn)
+            raise
+        except BaseException:
+            # Cut off (cancelled) before the answer was read. Close at once rather
+            # than at release: inside a transaction the server then rolls back and
+            # frees its locks now, not when the task gets round to leaving the block.
+            self._close_quietly(conn)
             raise
         self._interrupted.discard(conn)
         return result
@@ -447,9 +466,26 @@ class Pool(ABC):
 
     def _discard(self, conn: Any) -> None:
         try:
-            self._close_raw(conn)
+            self._close_quietly(conn)
         finally:
             self._release_raw(conn)
+            # The drivers' pools wake a waiter when a connection comes back
+            # free, not when one is dropped: without this a task waiting for a
+            # connection would wait out acquire_timeout, though one could open.
+            self._wake_next_waiter()
+
+    def _close_quietly(self, conn: Any) -> None:
+        try:
+            if not self.is_closed(conn):
+                self._close_raw(conn)
+        except Exception:
+            logger.debug("Closing a broken connection failed", exc_info=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task that :meth:`settle` (and so :meth:`close`) waits for."""
+        task = self.loop.create_task(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def abandon(self) -> None:
         """Close the sockets of a pool whose event loop has stopped; nothing is awaited."""

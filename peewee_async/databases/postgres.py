@@ -70,6 +70,11 @@ class AiopgPool(Pool):
     def _release_raw(self, conn: Any) -> None:
         self._pool.release(conn)
 
+    def _wake_next_waiter(self) -> None:
+        pool = self._pool
+        if pool is not None and (pool._free or pool.size < pool.maxsize):
+            self._in_background(pool._wakeup())
+
     def _close_raw(self, conn: Any) -> None:
         conn.close()
 
@@ -133,6 +138,15 @@ class AiopgPool(Pool):
                     "canceling statement: the server stopped it (statement_timeout, "
                     "pg_cancel_backend or query_timeout)"
                 ) from None
+            except ValueError as exc:
+                if "NUL" not in str(exc):
+                    raise
+                # psycopg2 refuses a NUL character while quoting, before sending
+                # anything: the connection and its transaction are unharmed.
+                raise peewee.DataError(
+                    f"{exc} PostgreSQL text cannot contain NUL (0x00) characters: store binary "
+                    "data in a BlobField (bytea), or remove the NUL characters from the text."
+                ) from exc
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
             result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)

@@ -96,9 +96,16 @@ class AiosqlitePool(Pool):
         try:
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
-            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
-        finally:
-            await cursor.close()
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except BaseException as exc:
+            # A cancelled task does not wait for its cursor's close (queued
+            # behind the statement in the connection's thread); the pool closes
+            # the whole connection.
+            if isinstance(exc, Exception):
+                await cursor.close()
+            raise
+        await cursor.close()
+        return result
 
     async def _open_stream_raw(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
