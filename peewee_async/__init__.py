@@ -14,7 +14,15 @@ from .databases import (
     PostgresqlDatabase,
     SqliteDatabase,
 )
-from .errors import PoolTimeout, SyncQueryError, TransactionError, WrongDatabaseError
+from .errors import (
+    ConnectionLost,
+    PoolTimeout,
+    QueryTimeout,
+    SyncQueryError,
+    TransactionError,
+    WrongDatabaseError,
+    WrongLoopError,
+)
 from .lowlevel import (
     atomic,
     count,
@@ -22,6 +30,7 @@ from .lowlevel import (
     delete_object,
     execute,
     get_object,
+    iterate,
     prefetch,
     savepoint,
     scalar,
@@ -29,23 +38,28 @@ from .lowlevel import (
     update_object,
 )
 from .manager import Manager
+from .streaming import RowStream
 from .transactions import Transaction
 
 __version__ = "1.0.0"
 
 __all__ = [
     "AsyncDatabase",
+    "ConnectionLost",
     "Manager",
     "MySQLDatabase",
     "PoolTimeout",
     "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
     "PostgresqlDatabase",
+    "QueryTimeout",
+    "RowStream",
     "SqliteDatabase",
     "SyncQueryError",
     "Transaction",
     "TransactionError",
     "WrongDatabaseError",
+    "WrongLoopError",
     "atomic",
     "db_url",
     "testing",
@@ -54,6 +68,7 @@ __all__ = [
     "delete_object",
     "execute",
     "get_object",
+    "iterate",
     "prefetch",
     "savepoint",
     "scalar",

@@ -33,3 +33,29 @@ class TransactionError(peewee.InterfaceError):
 
 class WrongDatabaseError(peewee.InterfaceError):
     """A query's model is bound to a database other than the one asked to run it."""
+
+
+class QueryTimeout(peewee.OperationalError):
+    """A statement ran longer than its ``query_timeout``.
+
+    The server was told to stop it (PostgreSQL: ``pg_cancel_backend``, MySQL:
+    ``KILL QUERY``, SQLite: ``interrupt()``). Inside a transaction, the
+    transaction cannot be trusted any more: leave its block, which rolls it back.
+    """
+
+
+class ConnectionLost(peewee.OperationalError):
+    """The connection to the server broke (killed server-side, network cut).
+
+    Outside a transaction the next query simply takes another connection.
+    Inside one, the server has rolled the transaction back, and every further
+    statement of the block raises this error too: the block is never continued
+    on a new connection. Leave the block and run the whole transaction again.
+    """
+
+
+class WrongLoopError(peewee.InterfaceError, RuntimeError):
+    """A database's async connections were asked for on an event loop they do not belong to.
+
+    It subclasses ``RuntimeError`` too, which the 0.x releases raised here.
+    """

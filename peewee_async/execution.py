@@ -27,6 +27,8 @@ def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatab
     Manager's database) must be that database, or stands in for it when the
     model is bound to none.
     """
+    if not isinstance(query, peewee.BaseQuery):
+        raise TypeError(_not_a_query(query))
     return _check_database(getattr(query, "_database", None), expected)
 
 
@@ -57,6 +59,21 @@ def _check_database(bound: Any, expected: AsyncDatabase | None) -> AsyncDatabase
             "peewee_async (e.g. peewee_async.PostgresqlDatabase) to run queries asynchronously."
         )
     return bound
+
+
+def _not_a_query(value: Any) -> str:
+    if isinstance(value, peewee.Model):
+        got = f"a {type(value).__name__} instance"
+    elif isinstance(value, type) and issubclass(value, peewee.Model):
+        got = f"the model class {value.__name__}"
+    else:
+        got = repr(value)
+    return (
+        f"execute() takes a query, got {got}. Pass a query such as Model.select(), "
+        "Model.insert(...), Model.update(...) or Model.delete(); to save an instance use "
+        "`await objects.update(obj)` (or `objects.create(Model, ...)` for a new row), to "
+        "delete one `await objects.delete(obj)`."
+    )
 
 
 def _describe(database: Any) -> str:

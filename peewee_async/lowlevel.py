@@ -18,6 +18,8 @@ from . import operations
 from .databases.base import AsyncDatabase
 from .execution import database_of
 from .execution import execute as _execute
+from .streaming import DEFAULT_CHUNK_SIZE, RowStream
+from .streaming import iterate as _iterate
 from .transactions import Transaction
 
 M = TypeVar("M", bound=peewee.Model)
@@ -36,6 +38,11 @@ async def execute(query: Any) -> Any:
             print(obj.text)
     """
     return await _execute(database_of(query), query)
+
+
+def iterate(query: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> RowStream:
+    """Stream the rows of a select with bounded memory: ``async for row in iterate(query)``."""
+    return _iterate(None, query, chunk_size)
 
 
 async def get_object(source: Any, *args: Any) -> Any:

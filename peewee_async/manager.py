@@ -12,6 +12,8 @@ import peewee
 from . import operations
 from .databases.base import AllowSync, AsyncDatabase
 from .execution import database_of, execute
+from .streaming import DEFAULT_CHUNK_SIZE, RowStream
+from .streaming import iterate as _iterate
 from .transactions import Transaction
 
 M = TypeVar("M", bound=peewee.Model)
@@ -198,6 +200,18 @@ class Manager:
             count = await objects.execute(User.update(active=False).where(User.id < 10))
         """
         return await execute(database_of(query, self._db), query)
+
+    def iterate(self, query: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> RowStream:
+        """Stream the rows of a select, ``chunk_size`` at a time, with bounded memory.
+
+        The rows are what :meth:`execute` would give. The loop holds a connection
+        until it ends; see :doc:`streaming`. Example::
+
+            async with objects.iterate(User.select()) as users:
+                async for user in users:
+                    ...
+        """
+        return _iterate(self._db, query, chunk_size)
 
     async def prefetch(self, query: Any, *subqueries: Any, **kwargs: Any) -> list[Any]:
         """Rows of ``query`` with the related rows of each subquery attached, as peewee's ``prefetch()``.

@@ -32,7 +32,10 @@ def select_for_get(source: Any, *args: Any, **kwargs: Any) -> Any:
         query = source
         model = source.model
     else:
-        raise TypeError(f"get() takes a model class or a model select query, got {source!r}")
+        raise TypeError(
+            f"get() takes a model class or a model select query, got {source!r}: e.g. "
+            "`await objects.get(User, id=1)` or `await objects.get(User.select().where(...))`."
+        )
     if args and len(args) == 1 and isinstance(args[0], int) and model._meta.auto_increment:
         query = query.where(model._meta.primary_key == args[0])
     elif args:

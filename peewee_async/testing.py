@@ -212,7 +212,15 @@ class PinnedTransaction:
     def is_interrupted(self, conn: Any) -> bool:
         return self.pool.is_interrupted(conn)
 
-    async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
+    def is_closed(self, conn: Any) -> bool:
+        return self.pool.is_closed(conn)
+
+    def connection_lost(self, conn: Any) -> bool:
+        return self.pool.connection_lost(conn)
+
+    async def execute(
+        self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
+    ) -> FetchedCursor:
         view = self.current()
         assert isinstance(view, _TaskView)  # execute_sql_async runs in a task
         if _ENDS_TRANSACTION.match(sql):
@@ -231,8 +239,8 @@ class PinnedTransaction:
             try:
                 await self._wait_for_turn(view)
                 if view.blocks or _CONTROLS_SAVEPOINT.match(sql):
-                    return await self._run(sql, params)
-                return await self._run_alone(sql, params)
+                    return await self._run(sql, params, timeout)
+                return await self._run_alone(sql, params, timeout)
             finally:
                 if not view.blocks and view in self._holders:
                     self._holders.remove(view)
@@ -263,21 +271,21 @@ class PinnedTransaction:
                 "it. Await every task a test starts before the test ends."
             )
 
-    async def _run(self, sql: str, params: Sequence[Any]) -> FetchedCursor:
+    async def _run(self, sql: str, params: Sequence[Any], timeout: float | None = None) -> FetchedCursor:
         if self.pool.is_interrupted(self.connection):
             raise TransactionError(
                 f"The connection of rollback() on {self.database.describe()} is lost: a query on "
                 "it was cancelled while it ran. Nothing more can run inside this rollback(); "
                 "leave it (its exit still cleans up) and start a new one."
             )
-        return await self.pool.execute(self.connection, sql, params)
+        return await self.pool.execute(self.connection, sql, params, timeout)
 
-    async def _run_alone(self, sql: str, params: Sequence[Any]) -> FetchedCursor:
+    async def _run_alone(self, sql: str, params: Sequence[Any], timeout: float | None) -> FetchedCursor:
         """Run a statement in a savepoint of its own: on error it alone is undone, as in autocommit."""
         name = self._quoted(_STATEMENT_SAVEPOINT)
         await self._run(f"SAVEPOINT {name}", ())
         try:
-            result = await self._run(sql, params)
+            result = await self._run(sql, params, timeout)
         except Exception:
             if not self.pool.is_interrupted(self.connection):
                 await self._run(f"ROLLBACK TO SAVEPOINT {name}", ())

@@ -23,6 +23,7 @@ entered once, and an exit that does not match the innermost open block raises
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from types import TracebackType
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import TransactionError
 
 if TYPE_CHECKING:
-    import asyncio
     import contextvars
 
     from .databases.base import AsyncDatabase
@@ -121,8 +121,6 @@ class Transaction:
         return self
 
     async def _begin_root(self) -> TaskTransactions:
-        import asyncio
-
         db = self.database
         pool = await db._get_pool()
         conn = await pool.acquire()
@@ -154,7 +152,8 @@ class Transaction:
             await self._end_root(held, failed=exc_type is not None)
         elif self._role is _Role.SAVEPOINT and self._savepoint_set:
             if exc_type is not None:
-                await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
+                if not self._connection_broken(held):
+                    await self._run(held, f"ROLLBACK TO SAVEPOINT {self._quoted_sid()}")
             else:
                 try:
                     await self._run(held, f"RELEASE SAVEPOINT {self._quoted_sid()}")
@@ -167,18 +166,23 @@ class Transaction:
         # connection back and forgets the transaction. The pool rolls back a
         # connection that is still inside a transaction and drops one whose
         # statement was interrupted, so nothing half-done is ever reused.
+        # A connection that broke or was cut off mid-statement gets no ROLLBACK:
+        # closing it is the rollback, and a broken protocol is never written to.
+        # Leaving the block normally on such a connection raises ConnectionLost
+        # (from the COMMIT), so a lost transaction never looks committed.
         try:
-            if held.pool.is_interrupted(held.connection):
-                return  # closing it is the rollback; never write to a broken protocol
+            # A row stream still open on the connection ends with its transaction.
+            await held.pool.end_streams(held.connection, "its transaction ended")
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:
-                await self._run(held, "ROLLBACK")
+                if not self._connection_broken(held):
+                    await self._run(held, "ROLLBACK")
             else:
                 try:
-                    await self._run(held, "COMMIT")
+                    await self._commit(held)
                 except Exception:
-                    if not held.pool.is_interrupted(held.connection):
+                    if not self._connection_broken(held):
                         await self._run(held, "ROLLBACK")
                     raise
         finally:
@@ -188,6 +192,36 @@ class Transaction:
                 db._task_transactions.reset(self._token)
                 self._token = None
             held.pool.release(held.connection)
+
+    async def _commit(self, held: TaskTransactions) -> None:
+        """COMMIT, seen through to its answer even when the task is cancelled meanwhile.
+
+        Once COMMIT is sent, cutting it off leaves its outcome unknown (the
+        server commits anyway, most of the time). So it runs in a task of its
+        own and is awaited to the end; a cancellation that arrived meanwhile is
+        asked for again, to be raised at the task's next await. That keeps one
+        rule for users: a block that raised wrote nothing, a block that exited
+        normally committed.
+        """
+        commit = asyncio.ensure_future(self.database._execute_sql("COMMIT", (), held))
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            while not commit.done():
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError as exc:
+                    if commit.cancelled():  # the COMMIT's own task: its loop is shutting down
+                        cancelled = None
+                        raise
+                    cancelled = exc  # the caller's: wait on
+        finally:
+            task = asyncio.current_task()
+            if cancelled is not None and task is not None:
+                # cancel() then uncancel(): the request is pending again, and
+                # cancelling() counts it once, as before.
+                task.cancel(cancelled.args[0] if cancelled.args else None)
+                task.uncancel()
+        commit.result()  # the COMMIT's own error, if it failed
 
     # -- ending early, starting anew --------------------------------------
 
@@ -241,10 +275,14 @@ class Transaction:
             )
         return held
 
+    @staticmethod
+    def _connection_broken(held: TaskTransactions) -> bool:
+        return held.pool.is_interrupted(held.connection) or held.pool.is_closed(held.connection)
+
     def _quoted_sid(self) -> str:
         assert self.sid is not None
         quote = self.database.quote  # type: ignore[attr-defined]
         return self.sid.join(quote) if len(quote) == 2 else f'"{self.sid}"'
 
     async def _run(self, held: TaskTransactions, sql: str) -> None:
-        await self.database.execute_sql_async(sql)
+        await self.database._execute_sql(sql, (), held)

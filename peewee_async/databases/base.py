@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import SyncQueryError, TransactionError, translate_driver_errors
-from .pool import Pool
+from ..errors import (
+    ConnectionLost,
+    QueryTimeout,
+    SyncQueryError,
+    TransactionError,
+    WrongLoopError,
+    translate_driver_errors,
+)
+from .pool import Pool, driver_message
 
 if TYPE_CHECKING:
     from ..testing import PinnedTransaction
@@ -41,6 +48,9 @@ class AsyncDatabase:
     :param acquire_timeout: seconds a query waits for a free connection before
         :class:`~peewee_async.PoolTimeout`; ``None`` waits for ever.
     :param connect_timeout: seconds one new connection may take to open.
+    :param query_timeout: seconds one statement may run before the server is
+        told to stop it and the call raises :class:`~peewee_async.QueryTimeout`;
+        ``None`` (the default) lets statements run for ever.
     """
 
     pool_class: ClassVar[type[Pool]]
@@ -54,6 +64,7 @@ class AsyncDatabase:
         min_connections: int = 1,
         acquire_timeout: float | None = 30.0,
         connect_timeout: float | None = 30.0,
+        query_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         max_connections = self.default_max_connections if max_connections is None else max_connections
@@ -68,6 +79,7 @@ class AsyncDatabase:
         self.min_connections = min_connections
         self.acquire_timeout = acquire_timeout
         self.connect_timeout = connect_timeout
+        self.query_timeout = query_timeout
         self._allow_sync: AllowSync = True
         self._pool: Pool | None = None
         self._pool_opening: asyncio.Task[Pool] | None = None
@@ -172,7 +184,7 @@ class AsyncDatabase:
         """
         running = asyncio.get_running_loop()
         if loop is not None and loop is not running:
-            raise RuntimeError(
+            raise WrongLoopError(
                 "connect_async(loop=...) must name the running event loop; the pool always "
                 "opens on the loop that awaits it, so the argument can simply be dropped."
             )
@@ -216,7 +228,7 @@ class AsyncDatabase:
 
     def _forget_pool_of_other_loop(self, pool: Pool) -> None:
         if not pool.loop.is_closed() and pool.loop.is_running():
-            raise RuntimeError(
+            raise WrongLoopError(
                 f"{self.describe()} is in use on another running event loop. A database's "
                 "async connections belong to one loop: create one database object per loop, "
                 "or close_async() it on the first loop before using it on another."
@@ -238,6 +250,9 @@ class AsyncDatabase:
             async with asyncio.timeout(timeout):
                 with translate_driver_errors:
                     await pool.open(self.connect_timeout)
+        except peewee.OperationalError as exc:
+            await pool.close(0)
+            raise type(exc)(f"Could not connect to {self.describe()}: {driver_message(exc)}") from exc
         except TimeoutError:
             await pool.close(0)
             raise peewee.OperationalError(
@@ -294,28 +309,44 @@ class AsyncDatabase:
 
     # -- running SQL -----------------------------------------------------
 
-    async def execute_sql_async(self, sql: str, params: Sequence[Any] | None = None) -> FetchedCursor:
+    async def execute_sql_async(
+        self, sql: str, params: Sequence[Any] | None = None, query_timeout: float | None = None
+    ) -> FetchedCursor:
         """Run one statement and return its fetched result.
 
         Inside the running task's transaction it runs on that transaction's
         connection; otherwise it borrows a connection for this statement only.
+        ``query_timeout`` overrides the database's for this statement.
         """
-        params = params or ()
+        return await self._execute_sql(sql, params or (), self._current_transactions(), query_timeout)
+
+    async def _execute_sql(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        held: TaskTransactions | None,
+        query_timeout: float | None = None,
+    ) -> FetchedCursor:
+        """Run one statement on ``held``'s connection, or on one borrowed for it if ``held`` is None.
+
+        The transaction is passed in, not looked up, so that a transaction's own
+        COMMIT can run in a task of its own (see ``Transaction._commit``).
+        """
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
         hooks = getattr(self, "query_hooks", None)
         start = time.perf_counter() if hooks else 0.0
         error: Exception | None = None
+        timeout = self.query_timeout if query_timeout is None else query_timeout
         try:
-            held = self._current_transactions()
             if held is not None:
-                return await held.pool.execute(held.connection, sql, params)
+                return await self._execute_in_transaction(held, sql, params, timeout)
             pool = self._pool
             if pool is None or pool.loop is not asyncio.get_running_loop():
                 pool = await self._get_pool()
             conn = await pool.acquire()
             try:
-                return await pool.execute(conn, sql, params)
+                return await self._execute_on(pool, conn, sql, params, timeout, None)
             finally:
                 pool.release(conn)
         except Exception as exc:
@@ -324,3 +355,50 @@ class AsyncDatabase:
         finally:
             if hooks:
                 self._notify_hooks(sql, params, start, error)  # type: ignore[attr-defined]
+
+    async def _execute_in_transaction(
+        self, held: TaskTransactions, sql: str, params: Sequence[Any], timeout: float | None
+    ) -> FetchedCursor:
+        pool, conn = held.pool, held.connection
+        # Before COMMIT, look (without a round trip) whether the server already
+        # closed the connection: then the outcome is known, not "may or may not".
+        committing = sql.upper().startswith("COMMIT")
+        if pool.connection_lost(conn) if committing else pool.is_closed(conn):
+            # Never continue a transaction on another connection: its work so
+            # far is gone with the old one.
+            raise ConnectionLost(
+                f"The connection of this transaction on {self.describe()} was lost earlier; the "
+                "server rolled the transaction back. Leave the `async with` block and run the "
+                "whole transaction again."
+            )
+        return await self._execute_on(pool, conn, sql, params, timeout, held)
+
+    async def _execute_on(
+        self,
+        pool: Pool,
+        conn: Any,
+        sql: str,
+        params: Sequence[Any],
+        timeout: float | None,
+        held: TaskTransactions | None,
+    ) -> FetchedCursor:
+        try:
+            return await pool.execute(conn, sql, params, timeout)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if isinstance(exc, ConnectionLost | QueryTimeout) or not pool.is_closed(conn):
+                raise
+            if held is None:
+                what = "the statement may or may not have run. The next query takes another connection"
+            elif sql.upper().startswith("COMMIT"):
+                what = (
+                    "it broke during COMMIT, so the transaction may or may not have been committed. "
+                    "Check the data before running the transaction again"
+                )
+            else:
+                what = (
+                    "the server rolled the transaction back, nothing of it was committed. Leave "
+                    "the `async with` block and run the whole transaction again"
+                )
+            raise ConnectionLost(
+                f"The connection to {self.describe()} was lost ({driver_message(exc)}): {what}."
+            ) from exc

@@ -10,7 +10,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool, idle_without_waiting
+from .pool import Pool, RawStream, idle_without_waiting, socket_readable
 
 try:
     import aiomysql
@@ -37,6 +37,7 @@ class AiomysqlPool(Pool):
         params["autocommit"] = True
         if timeout:
             params.setdefault("connect_timeout", timeout)
+        self._params = params
         self._pool = await aiomysql.create_pool(minsize=self.min_size, maxsize=self.max_size, **params)
 
     async def _acquire_raw(self) -> Any:
@@ -46,7 +47,17 @@ class AiomysqlPool(Pool):
         return idle_without_waiting(self._pool)
 
     def _release_raw(self, conn: Any) -> None:
+        closed = conn.closed
         self._pool.release(conn)
+        if closed:
+            # aiomysql wakes no waiting acquire() when a closed connection comes
+            # back, though its place in the pool is free now: wake one ourselves.
+            self._wake_next_waiter()
+
+    def _wake_next_waiter(self) -> None:
+        pool = self._pool
+        if pool is not None and (pool._free or pool.size < pool.maxsize):
+            self._in_background(pool._wakeup())
 
     def _close_raw(self, conn: Any) -> None:
         conn.close()
@@ -57,15 +68,52 @@ class AiomysqlPool(Pool):
     def in_transaction(self, conn: Any) -> bool:
         return bool(conn.get_transaction_status())
 
+    def connection_lost(self, conn: Any) -> bool:
+        if conn.closed or conn._reader.at_eof() or conn._reader.eof_received:
+            return True
+        sock = conn._writer.transport.get_extra_info("socket")
+        # The server never speaks first on an idle connection, except to say
+        # goodbye (an error packet, or the end of the stream).
+        return sock is None or socket_readable(sock.fileno())
+
+    async def _cancel_on_server(self, conn: Any) -> None:
+        side = aiomysql.Connection(**self._params)
+        try:
+            await side._connect()
+            async with side.cursor() as cursor:
+                await cursor.execute(f"KILL QUERY {int(conn.thread_id())}")
+        finally:
+            side.close()
+
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         cursor = await conn.cursor()
         try:
             await cursor.execute(sql, params or None)
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else ()
-            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
-        finally:
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except Exception:
             await cursor.close()
+            raise
+        except BaseException:
+            # Cancelled mid-statement. Closing the cursor would read the rest of
+            # the answer, i.e. wait until the server finishes the statement:
+            # close the connection instead, so the cancellation takes effect now.
+            conn.close()
+            raise
+        await cursor.close()
+        return result
+
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        cursor = await conn.cursor(aiomysql.SSCursor)
+        try:
+            await cursor.execute(sql, params or None)
+        except BaseException:
+            await cursor.close()
+            raise
+        return UnbufferedResult(conn, cursor, chunk_size)
 
     async def _close_all(self, timeout: float | None) -> None:
         if self._pool is None:
@@ -101,6 +149,35 @@ class AiomysqlPool(Pool):
     @property
     def freesize(self) -> int:
         return int(self._pool.freesize) if self._pool is not None else 0
+
+
+class UnbufferedResult(RawStream):
+    """aiomysql's ``SSCursor``: the server sends the rows as they are read.
+
+    The connection takes no other statement until every row was read. Closed
+    early, the stream reads the rest and drops it when the connection is inside
+    a transaction (which must go on); otherwise it closes the connection, which
+    stops the server at once, and the pool opens a new one when needed.
+    """
+
+    def __init__(self, conn: Any, cursor: Any, chunk_size: int) -> None:
+        self.conn = conn
+        self.cursor = cursor
+        self.chunk_size = chunk_size
+        self.description = cursor.description
+        self.exhausted = False
+
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await self.cursor.fetchmany(self.chunk_size)
+        if not rows:
+            self.exhausted = True
+        return rows
+
+    async def close(self) -> None:
+        if not self.exhausted and not self.conn.get_transaction_status():
+            self.conn.close()
+            return
+        await self.cursor.close()  # reads what is left of the result
 
 
 class MySQLDatabase(AsyncDatabase, peewee.MySQLDatabase):

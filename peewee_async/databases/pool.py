@@ -2,26 +2,76 @@
 
 A driver module (``postgres.py`` on aiopg, ``mysql.py`` on aiomysql) subclasses
 :class:`Pool` and fills in the few hooks that differ between drivers: how to
-open the driver's own pool, run one statement, and tell whether a connection is
-still inside a transaction. Acquire timeouts, rollback of dirty connections and
-cleanup under cancellation live here, once.
+open the driver's own pool, run one statement, stream the rows of one select, and
+tell whether a connection is still inside a transaction. Acquire timeouts,
+rollback of dirty connections, the bookkeeping of connections lent to a row
+stream and cleanup under cancellation live here, once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import PoolTimeout, translate_driver_errors
+from ..errors import ConnectionLost, PoolTimeout, QueryTimeout, translate_driver_errors
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
 
 logger = logging.getLogger("peewee.async")
+
+T = TypeVar("T")
+
+
+class RawStream(ABC):
+    """The rows of one select, read from the server a chunk at a time.
+
+    A driver module returns one from :meth:`Pool._open_stream_raw`. It keeps its
+    connection busy until :meth:`close` (or the end of the rows) has left the
+    connection ready for the next statement.
+    """
+
+    #: The DB-API description of the result; known once the first chunk was fetched.
+    description: Sequence[Sequence[Any]] | None = None
+
+    @abstractmethod
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        """The next rows (at most the chunk size); empty once every row was read."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Leave the connection ready for the next statement, even if rows are left unread."""
+
+
+class StreamLease:
+    """A connection lent to one row stream, from its first row until it is closed.
+
+    :attr:`closing` is the task that ends the stream once that has begun: a
+    statement sent to the connection meanwhile waits for it, while a statement
+    sent before it has begun is refused (see :meth:`Pool.execute`).
+    """
+
+    __slots__ = ("task", "owned", "closing", "ended", "begin_close")
+
+    def __init__(
+        self, task: asyncio.Task[Any] | None, owned: bool, begin_close: Callable[[], object]
+    ) -> None:
+        self.task = task
+        # True: the stream took the connection from the pool and gives it back;
+        # False: the connection belongs to the task's open transaction.
+        self.owned = owned
+        self.closing: asyncio.Task[None] | None = None
+        # Why the stream was ended from outside (its transaction ended), if it was.
+        self.ended: str | None = None
+        # Starts the stream's closing task (and sets ``closing``).
+        self.begin_close = begin_close
 
 
 class Pool(ABC):
@@ -29,6 +79,10 @@ class Pool(ABC):
 
     #: The statement that opens a transaction on this driver.
     begin_statement: ClassVar[str] = "BEGIN"
+
+    #: Seconds a timed-out statement's connection may take, after the server was
+    #: told to stop the statement, to answer; after that the connection is closed.
+    cancel_grace: float = 2.0
 
     def __init__(
         self,
@@ -46,6 +100,8 @@ class Pool(ABC):
         # Connections whose statement was cut off (cancelled mid-flight): the
         # protocol state is unknown, so they are closed, never reused.
         self._interrupted: set[Any] = set()
+        # Connections lent to a row stream (peewee_async.streaming) until it ends.
+        self._streams: dict[Any, StreamLease] = {}
 
     # -- the hooks a driver fills in -------------------------------------
 
@@ -82,6 +138,24 @@ class Pool(ABC):
         """Run one statement on ``conn`` and read its whole result."""
 
     @abstractmethod
+    async def _cancel_on_server(self, conn: Any) -> None:
+        """Tell the server to stop the statement running on ``conn`` (from another connection)."""
+
+    def connection_lost(self, conn: Any) -> bool:
+        """Whether an idle ``conn`` is known dead, found without a round trip to the server."""
+        return self.is_closed(conn)
+
+    @abstractmethod
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        """Start streaming the rows of one select on ``conn``, ``chunk_size`` rows per fetch.
+
+        Outside a transaction the server may need one for the time of the
+        stream (PostgreSQL's cursors do); the stream then opens and ends it itself.
+        """
+
+    @abstractmethod
     async def _close_all(self, timeout: float | None) -> None:
         """Close the driver's pool and every connection in it."""
 
@@ -111,34 +185,231 @@ class Pool(ABC):
         return False
 
     async def acquire(self) -> Any:
-        """A connection of our own, or :class:`PoolTimeout` after ``acquire_timeout``."""
-        if self._free_now():
-            # Arming the timeout costs more than the rest of the acquire: skip it
-            # when nothing will be waited for.
-            with translate_driver_errors:
-                return await self._acquire_raw()
+        """A live connection of our own, or :class:`PoolTimeout` after ``acquire_timeout``.
+
+        An idle connection that the server closed (killed, restarted, timed
+        out) is noticed here, without a round trip, and replaced.
+        """
+        if self._streams:
+            self._check_not_held_by_own_streams()
         try:
+            while True:
+                conn = await self._acquire_one()
+                if not self.connection_lost(conn):
+                    return conn
+                logger.info("Replacing a connection of %s that the server closed", self.database.describe())
+                self._discard(conn)
+        except TimeoutError:
+            raise self._timeout_error() from None
+
+    async def _acquire_one(self) -> Any:
+        try:
+            if self._free_now():
+                # Arming the timeout costs more than the rest of the acquire: skip
+                # it when nothing will be waited for.
+                with translate_driver_errors:
+                    return await self._acquire_raw()
             # asyncio.timeout adds no task in between: once the driver has
             # handed us a connection, no cancellation can lose it.
             async with asyncio.timeout(self.acquire_timeout):
                 with translate_driver_errors:
                     return await self._acquire_raw()
-        except TimeoutError:
-            raise PoolTimeout(
-                f"No connection of {self.database.describe()} became free within "
-                f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
-                "are in use. Raise max_connections, shorten transactions, or raise "
-                "acquire_timeout. A task spawned inside a transaction needs a connection of "
-                "its own, so with every connection held it waits until this timeout."
-            ) from None
+        except BaseException as exc:
+            # A waiter the driver's pool had just woken for a freed connection,
+            # cancelled (or timed out) before it ran, swallows that wake-up
+            # (asyncio.Condition before Python 3.13): pass it on to the next
+            # waiter, or it would sleep beside a free connection.
+            self._wake_next_waiter()
+            if isinstance(exc, peewee.OperationalError):
+                message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
+                raise type(exc)(message) from exc
+            raise
 
-    async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
+    def _timeout_error(self) -> PoolTimeout:
+        return PoolTimeout(
+            f"No connection of {self.database.describe()} became free within "
+            f"acquire_timeout={self.acquire_timeout}s: all max_connections={self.max_size} "
+            "are in use. Raise max_connections, shorten transactions, or raise "
+            "acquire_timeout. A task spawned inside a transaction needs a connection of "
+            "its own, so with every connection held it waits until this timeout."
+        )
+
+    def _wake_next_waiter(self) -> None:  # noqa: B027 - an optional hook
+        """Wake a task waiting in ``_acquire_raw`` if a connection is free or may open; a driver hook."""
+
+    def _check_not_held_by_own_streams(self) -> None:
+        # A task whose own row streams hold every connection would wait for
+        # one of them for ever: they cannot end while the task waits.
+        task = asyncio.current_task()
+        mine = sum(
+            1
+            for lease in self._streams.values()
+            # A stream that is closing gives its connection back by itself.
+            if lease.owned and lease.task is task and lease.closing is None
+        )
+        if mine >= self.max_size:
+            raise peewee.InterfaceError(
+                f"Every connection of {self.database.describe()} (max_connections={self.max_size}) "
+                "is held by an iterate() loop of this task, so this query would wait for ever. "
+                "Run the query after the loop, fetch the rows with `await objects.execute(query)` "
+                "instead of iterating, or raise max_connections."
+            )
+
+    async def execute(
+        self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
+    ) -> FetchedCursor:
+        """Run one statement on ``conn``; with ``timeout``, stop it on the server after that long."""
+        if conn in self._interrupted:
+            # Only a transaction can come back to a connection whose statement
+            # was cut off; its protocol state is unknown, so nothing more is sent.
+            raise ConnectionLost(
+                f"The connection of this transaction on {self.database.describe()} was lost "
+                "earlier: a statement on it was cut off before its answer came, so the "
+                "connection was closed, which rolled the transaction back. Leave the "
+                "`async with` block and run the whole transaction again."
+            )
+        if self._streams:
+            await self.wait_stream_closed(conn)
         self._interrupted.add(conn)
         try:
             with translate_driver_errors:
-                result = await self._execute_raw(conn, sql, params)
+                if timeout is None:
+                    result = await self._execute_raw(conn, sql, params)
+                else:
+                    result = await self._execute_timed(conn, sql, params, timeout)
+        except _Unanswered:
+            # The statement's answer never came: the connection stays marked
+            # interrupted, so it is closed on release and never reused.
+            raise QueryTimeout(
+                f"The statement ran longer than query_timeout={timeout}s on "
+                f"{self.database.describe()}, and the server did not answer the request to stop "
+                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
+                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
+            ) from None
+        except _TimedOut as timed_out:
+            self._interrupted.discard(conn)
+            raise QueryTimeout(
+                f"The statement ran longer than query_timeout={timeout}s on "
+                f"{self.database.describe()} and was stopped on the server. Raise query_timeout, "
+                f"or make the statement faster. Statement: {_shorten(sql)}"
+            ) from timed_out.__cause__
         except Exception:
             # The server answered with an error: the connection is in a known state.
+            self._interrupted.discard(conn)
+            raise
+        except BaseException:
+            # Cut off (cancelled) before the answer was read. Close at once rather
+            # than at release: inside a transaction the server then rolls back and
+            # frees its locks now, not when the task gets round to leaving the block.
+            self._close_quietly(conn)
+            raise
+        self._interrupted.discard(conn)
+        return result
+
+    async def _execute_timed(
+        self, conn: Any, sql: str, params: Sequence[Any], timeout: float
+    ) -> FetchedCursor:
+        # At the deadline the server is asked, from another connection, to stop
+        # the statement; the statement's own answer (an error, usually) still
+        # comes back here, so the connection stays usable. Only when no answer
+        # comes within cancel_grace is the await cut off.
+        cancelling: asyncio.Task[None] | None = None
+
+        def cancel() -> None:
+            nonlocal cancelling
+            cancelling = self.loop.create_task(self._cancel_with_grace(conn))
+
+        deadline = self.loop.call_later(timeout, cancel)
+        try:
+            async with asyncio.timeout(timeout + self.cancel_grace):
+                result = await self._execute_raw(conn, sql, params)
+        except TimeoutError:
+            raise _Unanswered() from None
+        except BaseException as exc:
+            task = asyncio.current_task()
+            if cancelling is None or (task is not None and task.cancelling()):
+                raise
+            # Whatever the statement raised once it was told to stop (a driver
+            # error, or the CancelledError aiopg makes of a cancelled statement).
+            raise _TimedOut() from exc
+        finally:
+            deadline.cancel()
+            if cancelling is not None:
+                # Never give the connection back while a stop request for it is
+                # on its way: it would stop the connection's next statement.
+                await asyncio.shield(cancelling)
+        return result
+
+    async def _cancel_with_grace(self, conn: Any) -> None:
+        try:
+            async with asyncio.timeout(self.cancel_grace):
+                await self._cancel_on_server(conn)
+        except Exception:
+            logger.warning(
+                "Could not stop a timed-out statement on %s", self.database.describe(), exc_info=True
+            )
+
+    # -- row streams -----------------------------------------------------
+
+    def lend_to_stream(self, conn: Any, owned: bool, begin_close: Callable[[], object]) -> StreamLease:
+        """Mark ``conn`` as busy with a row stream of the running task."""
+        if conn in self._streams:
+            raise self._busy_error()
+        lease = self._streams[conn] = StreamLease(asyncio.current_task(), owned, begin_close)
+        return lease
+
+    def end_lease(self, conn: Any, lease: StreamLease) -> None:
+        """The stream is over: ``conn`` takes statements again."""
+        if self._streams.get(conn) is lease:
+            del self._streams[conn]
+
+    async def wait_stream_closed(self, conn: Any) -> None:
+        """Wait until a stream that is closing on ``conn`` has closed; refuse while one is open."""
+        lease = self._streams.get(conn)
+        if lease is None:
+            return
+        if lease.closing is None:
+            raise self._busy_error()
+        # A stream let go of (its loop left with `break`) is closing: wait for it.
+        await asyncio.shield(lease.closing)
+
+    def _busy_error(self) -> peewee.InterfaceError:
+        return peewee.InterfaceError(
+            f"The connection of {self.database.describe()} is streaming the rows of an iterate() "
+            "loop that is still open, and takes no other statement until the loop ends. Finish "
+            "or close the loop first (`async with objects.iterate(query) as rows:` closes it at "
+            "the end of the block), or fetch the rows with `await objects.execute(query)` to "
+            "run queries while going through them."
+        )
+
+    async def end_streams(self, conn: Any, reason: str) -> None:
+        """Close the stream still open on ``conn`` (its transaction is ending), if any."""
+        lease = self._streams.get(conn)
+        if lease is None:
+            return
+        if lease.closing is None:
+            lease.ended = reason
+            lease.begin_close()
+        if lease.closing is not None:
+            await asyncio.shield(lease.closing)
+
+    async def open_stream(self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int) -> RawStream:
+        return await self._guarded(conn, self._open_stream_raw(conn, sql, params, chunk_size))
+
+    async def fetch_stream(self, conn: Any, stream: RawStream) -> Sequence[Sequence[Any]]:
+        return await self._guarded(conn, stream.fetch())
+
+    async def close_stream(self, conn: Any, stream: RawStream) -> None:
+        await self._guarded(conn, stream.close())
+
+    async def _guarded(self, conn: Any, step: Awaitable[T]) -> T:
+        # As execute(): a step cut off by a cancellation leaves the protocol in
+        # an unknown state, so the connection is then closed, never reused.
+        self._interrupted.add(conn)
+        try:
+            with translate_driver_errors:
+                result = await step
+        except Exception:
             self._interrupted.discard(conn)
             raise
         self._interrupted.discard(conn)
@@ -155,6 +426,16 @@ class Pool(ABC):
         rollback of a dirty connection runs in a task of its own that a
         cancellation of the caller does not reach.
         """
+        lease = self._streams.get(conn)
+        if lease is not None and not lease.owned:
+            # A transaction's connection given back while a stream still closes on
+            # it (the transaction's end was cancelled): give it back after that.
+            if lease.closing is not None:
+                lease.closing.add_done_callback(lambda _: self.release(conn))
+                return
+            del self._streams[conn]
+            lease.ended = "its connection was given back to the pool"
+            self._interrupted.add(conn)
         if conn in self._interrupted:
             self._interrupted.discard(conn)
             self._discard(conn)
@@ -188,9 +469,26 @@ class Pool(ABC):
 
     def _discard(self, conn: Any) -> None:
         try:
-            self._close_raw(conn)
+            self._close_quietly(conn)
         finally:
             self._release_raw(conn)
+            # The drivers' pools wake a waiter when a connection comes back
+            # free, not when one is dropped: without this a task waiting for a
+            # connection would wait out acquire_timeout, though one could open.
+            self._wake_next_waiter()
+
+    def _close_quietly(self, conn: Any) -> None:
+        try:
+            if not self.is_closed(conn):
+                self._close_raw(conn)
+        except Exception:
+            logger.debug("Closing a broken connection failed", exc_info=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task that :meth:`settle` (and so :meth:`close`) waits for."""
+        task = self.loop.create_task(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def abandon(self) -> None:
         """Close the sockets of a pool whose event loop has stopped; nothing is awaited."""
@@ -215,3 +513,35 @@ def idle_without_waiting(driver_pool: Any) -> bool:
         return False
     condition = driver_pool._cond
     return not condition.locked() and not condition._lock._waiters
+
+
+class _TimedOut(Exception):
+    """The statement ended with an error after the server was told to stop it."""
+
+
+class _Unanswered(Exception):
+    """The statement gave no answer, even after the server was told to stop it."""
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's own message in a peewee exception made by ``translate_driver_errors``."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    cause = inner.__cause__  # e.g. the OSError under PyMySQL's "Can't connect to MySQL server"
+    if cause is not None and str(cause) not in text:
+        text += f" ({cause})"
+    return text
+
+
+def _shorten(sql: str, limit: int = 200) -> str:
+    return sql if len(sql) <= limit else sql[: limit - 3] + "..."
+
+
+def socket_readable(fd: int) -> bool:
+    """Whether ``fd`` has data or an end-of-file waiting (an idle connection should have neither)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)

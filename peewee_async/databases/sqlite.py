@@ -28,7 +28,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .base import AsyncDatabase
-from .pool import Pool
+from .pool import Pool, RawStream
 
 try:
     import aiosqlite
@@ -93,19 +93,37 @@ class AiosqlitePool(Pool):
         conn._peewee_async_closed = True
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(getattr(conn, "_peewee_async_closed", False))
+        # aiosqlite forgets its sqlite3 connection once closed, by us or by anyone.
+        return bool(getattr(conn, "_peewee_async_closed", False)) or conn._connection is None
 
     def in_transaction(self, conn: Any) -> bool:
         return bool(conn.in_transaction)
+
+    async def _cancel_on_server(self, conn: Any) -> None:
+        # sqlite3's interrupt() may be called from any thread; the statement
+        # then fails with "interrupted" in aiosqlite's thread.
+        await conn.interrupt()
 
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
         cursor = await conn.execute(sql, params)
         try:
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
-            return FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
-        finally:
-            await cursor.close()
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except BaseException as exc:
+            # A cancelled task does not wait for its cursor's close (queued
+            # behind the statement in the connection's thread); the pool closes
+            # the whole connection.
+            if isinstance(exc, Exception):
+                await cursor.close()
+            raise
+        await cursor.close()
+        return result
+
+    async def _open_stream_raw(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        return SqliteRows(await conn.execute(sql, params), chunk_size)
 
     async def _close_all(self, timeout: float | None) -> None:
         self._closing = True
@@ -128,6 +146,22 @@ class AiosqlitePool(Pool):
         return len(self._free)
 
 
+class SqliteRows(RawStream):
+    """An aiosqlite cursor read with ``fetchmany``; SQLite steps the statement as rows are asked for."""
+
+    def __init__(self, cursor: Any, chunk_size: int) -> None:
+        self.cursor = cursor
+        self.chunk_size = chunk_size
+        self.description = cursor.description
+
+    async def fetch(self) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await self.cursor.fetchmany(self.chunk_size)
+        return rows
+
+    async def close(self) -> None:
+        await self.cursor.close()
+
+
 class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
     """SQLite for sync peewee and for async code, on aiosqlite.
 
@@ -145,7 +179,7 @@ class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
 
     pool_class = AiosqlitePool
 
-    def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+    def init(self, database: Any, *args: Any, **kwargs: Any) -> None:
         if _in_memory(database) and self.max_connections > 1:
             raise ValueError(
                 f"SqliteDatabase({database!r}, max_connections={self.max_connections}): an in-memory "
@@ -155,5 +189,6 @@ class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
         super().init(database, *args, **kwargs)
 
 
-def _in_memory(database: str | None) -> bool:
-    return database == ":memory:" or (database or "").startswith("file::memory:")
+def _in_memory(database: Any) -> bool:
+    name = str(database or "")  # peewee also takes a pathlib.Path
+    return name == ":memory:" or name.startswith("file::memory:")

@@ -1,0 +1,308 @@
+"""Running the workloads in interleaved rounds, and the table of results.
+
+Each round runs every workload once on each contender, one after the other
+(peewee-async, raw driver, sync peewee, then the next workload), so that a
+drift of the machine's speed hits all three alike; the table shows the median
+of the rounds. The RSS growth of ``stream`` is measured in a fresh process for
+each contender (:func:`rss_child`), where nothing else has grown the heap first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import gc
+import inspect
+import io
+import os
+import pstats
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import peewee
+
+from .settings import ROOT
+from .sides import (
+    BACKENDS,
+    ITEMS,
+    AsyncSide,
+    RawSide,
+    SyncSide,
+    async_database,
+    fill_stream_sql,
+    sync_database,
+)
+
+#: workload -> (operations per run in quick mode, in full mode, what one operation is)
+WORKLOADS: dict[str, tuple[int, int, str]] = {
+    "get": (300, 3000, "one row by primary key, one task"),
+    "get-c32": (640, 6400, "the same, 32 tasks at once"),
+    "insert": (150, 1500, "create one row"),
+    "select-1000": (8, 60, "1,000 rows at once"),
+    "txn-c16": (96, 960, "atomic get + update, 16 tasks at once"),
+    "count": (300, 3000, "COUNT(*)"),
+    "stream": (20_000, 1_000_000, "rows streamed"),
+}
+SIDES = ("async", "raw", "sync")
+QUICK_ROUNDS = 3
+FULL_ROUNDS = 10
+
+
+@dataclass
+class Plan:
+    backends: Sequence[str]
+    workloads: Sequence[str]
+    rounds: int
+    sizes: dict[str, int]
+    rss: bool = True
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+
+@dataclass
+class Result:
+    backend: str
+    server: str
+    rates: dict[str, dict[str, list[float]]]  # workload -> side -> ops/s of each round
+    rss_mb: dict[str, float]  # side -> MB of RSS growth while streaming
+
+
+def sizes_for(quick: bool, scale: float = 1.0, stream_rows: int | None = None) -> dict[str, int]:
+    sizes = {name: max(1, round((q if quick else f) * scale)) for name, (q, f, _) in WORKLOADS.items()}
+    if stream_rows is not None:
+        sizes["stream"] = stream_rows
+    return sizes
+
+
+class Bench:
+    """The three contenders on one backend, with the benchmark's tables made and filled."""
+
+    def __init__(self, backend: str, workdir: str, stream_rows: int, tag: str) -> None:
+        self.backend = backend
+        self.sqlite_path = os.path.join(workdir, "bench.db")
+        self.stream_rows = stream_rows
+        self.tag = tag
+        self.sync = SyncSide(sync_database(backend, self.sqlite_path), tag)
+        self.async_: AsyncSide | None = None
+        self.raw: RawSide | None = None
+        self.ids: list[int] = []
+
+    def create_tables(self) -> None:
+        db = self.sync.database
+        models = [self.sync.Item, self.sync.StreamRow]
+        db.drop_tables(models)
+        db.create_tables(models)
+        self.sync.Item.insert_many([{"name": f"item {i}", "value": i} for i in range(ITEMS)]).execute()
+        db.execute_sql(fill_stream_sql(self.backend, self.sync.StreamRow._meta.table_name, self.stream_rows))
+        db.close()
+
+    def drop_tables(self) -> None:
+        db = self.sync.database
+        db.drop_tables([self.sync.Item, self.sync.StreamRow])
+        db.close()
+
+    def server_version(self) -> str:
+        db = self.sync.database
+        sql = "SELECT sqlite_version()" if self.backend == "sqlite" else "SELECT version()"
+        version = str(db.execute_sql(sql).fetchone()[0])
+        db.close()
+        return version.split(" on ")[0].split(",")[0]
+
+    async def open(self) -> None:
+        self.async_ = AsyncSide(async_database(self.backend, self.sqlite_path), self.tag)
+        self.raw = await RawSide.open(self.backend, self.sqlite_path, self.tag)
+        self.sync.database.connect(reuse_if_open=True)
+        self.ids = [row[0] for row in self.sync.Item.select(self.sync.Item.id).tuples()]
+
+    async def close(self) -> None:
+        if self.async_ is not None:
+            await self.async_.close()
+        if self.raw is not None:
+            await self.raw.close()
+        self.sync.close()
+
+    def side(self, name: str) -> Any:
+        return {"async": self.async_, "raw": self.raw, "sync": self.sync}[name]
+
+    def argument(self, workload: str, n: int, rng: random.Random) -> Any:
+        if workload in ("get", "get-c32", "txn-c16"):
+            return [rng.choice(self.ids) for _ in range(n)]
+        return n
+
+    async def run(self, side: str, workload: str, argument: Any) -> float:
+        """Run one workload once on one contender; its operations per second."""
+        method: Callable[[Any], Any] = getattr(self.side(side), workload.replace("-", "_"))
+        gc.collect()
+        start = time.perf_counter()
+        done = method(argument)
+        if inspect.isawaitable(done):
+            done = await done
+        elapsed = time.perf_counter() - start
+        return float(done) / elapsed
+
+
+async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
+    bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
+    bench.create_tables()
+    server = bench.server_version()
+    rates: dict[str, dict[str, list[float]]] = {w: {s: [] for s in SIDES} for w in plan.workloads}
+    rss: dict[str, float] = {}
+    try:
+        await bench.open()
+        rng = random.Random(1)
+        # One small warm-up run of each: connections opened, code paths loaded.
+        for workload in plan.workloads:
+            small = 1000 if workload == "stream" else 32
+            argument = bench.argument(workload, min(small, plan.sizes[workload]), rng)
+            for side in SIDES:
+                await bench.run(side, workload, argument)
+        for _ in range(plan.rounds):
+            for workload in plan.workloads:
+                argument = bench.argument(workload, plan.sizes[workload], rng)
+                for side in SIDES:
+                    rates[workload][side].append(await bench.run(side, workload, argument))
+        await bench.close()
+        if plan.rss and "stream" in plan.workloads:
+            for side in SIDES:
+                rss[side] = measure_rss(backend, side, workdir, plan.sizes["stream"])
+    finally:
+        await bench.close()
+        bench.drop_tables()
+    return Result(backend, server, rates, rss)
+
+
+# -- memory ------------------------------------------------------------------------
+
+
+def measure_rss(backend: str, side: str, workdir: str, rows: int) -> float:
+    """MB by which a fresh process's peak RSS grows while ``side`` streams ``rows`` rows."""
+    tag = str(os.getpid())  # the child reads the tables of this process
+    command = [sys.executable, "-m", "benchmarks", "--rss-child", backend, side, workdir, str(rows), tag]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"Measuring the RSS of {side} on {backend} failed:\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """The process's RSS high-water mark (VmHWM; ``ru_maxrss`` would carry the parent's over exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+def reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass  # then the peak may include the warm-up, which is smaller
+
+
+def rss_child(backend: str, side: str, workdir: str, rows: int, tag: str) -> float:
+    """In a process of its own: stream once on one contender, return the peak RSS growth in MB."""
+
+    async def main() -> float:
+        bench = Bench(backend, workdir, rows, tag)
+        await bench.open()
+        try:
+            await bench.run(side, "stream", min(rows, 1000))  # load every code path first
+            gc.collect()
+            before = current_rss_mb()
+            reset_peak_rss()
+            await bench.run(side, "stream", rows)
+            return max(0.0, peak_rss_mb() - before)
+        finally:
+            await bench.close()
+
+    return asyncio.run(main())
+
+
+# -- profiling -----------------------------------------------------------------------
+
+
+async def profile_backend(backend: str, workload: str, plan: Plan, workdir: str, top: int = 25) -> None:
+    """Run ``workload`` on peewee-async under cProfile and print the functions that took longest."""
+    bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
+    bench.create_tables()
+    try:
+        await bench.open()
+        rng = random.Random(1)
+        await bench.run("async", workload, bench.argument(workload, min(32, plan.sizes[workload]), rng))
+        argument = bench.argument(workload, plan.sizes[workload], rng)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        rate = await bench.run("async", workload, argument)
+        profiler.disable()
+        print(
+            f"\n{BACKENDS[backend]}: {workload} on peewee-async under cProfile, {rate:,.0f} ops/s",
+            file=plan.out,
+        )
+        for order in ("tottime", "cumulative"):
+            buffer = io.StringIO()
+            stats = pstats.Stats(profiler, stream=buffer)
+            stats.strip_dirs().sort_stats(order).print_stats(top)
+            print(f"-- top {top} by {order}", file=plan.out)
+            print(_trim_stats(buffer.getvalue()), file=plan.out)
+    finally:
+        await bench.close()
+        bench.drop_tables()
+
+
+def _trim_stats(text: str) -> str:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("ncalls"):
+            return "\n".join(lines[i:]).rstrip()
+    return text.rstrip()
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def format_result(result: Result, plan: Plan) -> str:
+    title = f"{BACKENDS[result.backend]}, server {result.server}"
+    pool = "1 connection" if result.backend == "sqlite" else "pool of 10"
+    lines = [
+        f"{title}; {pool}; median of {plan.rounds} round(s), operations per second",
+        f"{'workload':<14}{'peewee-async':>14}{'raw driver':>14}{'sync peewee':>14}"
+        f"{'async/raw':>11}{'async/sync':>12}",
+    ]
+    for workload, by_side in result.rates.items():
+        medians = {side: statistics.median(values) for side, values in by_side.items()}
+        lines.append(
+            f"{workload:<14}"
+            + "".join(f"{medians[side]:>14,.0f}" for side in SIDES)
+            + f"{medians['async'] / medians['raw']:>11.2f}{medians['async'] / medians['sync']:>12.2f}"
+        )
+    if result.rss_mb:
+        rows = plan.sizes["stream"]
+        growth = ", ".join(
+            f"{title} +{result.rss_mb[side]:.1f} MB"
+            for side, title in zip(SIDES, ("peewee-async", "raw driver", "sync peewee"), strict=True)
+        )
+        lines.append(f"stream: RSS growth over {rows:,} rows: {growth}")
+    return "\n".join(lines)
+
+
+def header(plan: Plan) -> str:
+    import peewee_async
+
+    return (
+        f"peewee-async {peewee_async.__version__}, peewee {peewee.__version__}, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}\n"
+        "Rounds interleave the contenders (async, raw, sync, async, ...); ops/s for stream are rows/s.\n"
+        "Sync peewee runs the concurrent workloads' tasks one after another."
+    )

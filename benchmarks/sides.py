@@ -1,0 +1,381 @@
+"""The three contenders on each backend, each running the same workloads.
+
+* :class:`AsyncSide`: peewee-async, through a :class:`~peewee_async.Manager`.
+* :class:`RawSide`: the asyncio driver alone (aiopg, aiomysql, aiosqlite) with
+  hand-written SQL, a pool of the same size, rows turned into tuples or dicts.
+* :class:`SyncSide`: plain sync peewee on its usual DB-API driver (psycopg2,
+  PyMySQL, sqlite3), one connection.
+
+A workload method does ``n`` operations (reads ``n`` rows, for ``stream``) and
+returns how many it did; :mod:`benchmarks.harness` times it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import peewee
+
+import peewee_async
+
+from .settings import server_settings
+
+#: Connections of every pool (SQLite: one, the default of peewee-async's SqliteDatabase).
+POOL_SIZE = 10
+#: Rows fetched at a time by the streaming contenders.
+STREAM_CHUNK = 1000
+#: Rows of ``bench_item_<pid>``, the table of get, select-1000 and txn-c16.
+ITEMS = 1000
+
+BACKENDS = {
+    "postgres": "PostgreSQL (aiopg)",
+    "mysql": "MySQL/MariaDB (aiomysql)",
+    "sqlite": "SQLite (aiosqlite)",
+}
+
+
+def make_models(database: Any, tag: str) -> tuple[Any, Any]:
+    """The two benchmark models, bound to ``database``; ``tag`` ends their table names.
+
+    Each run has its own tables, so that two runs on one database do not meet.
+    """
+
+    class Item(peewee.Model):
+        name = peewee.CharField(max_length=64)
+        value = peewee.IntegerField()
+
+        class Meta:
+            table_name = f"bench_item_{tag}"
+
+    class StreamRow(peewee.Model):
+        name = peewee.CharField(max_length=64)
+        value = peewee.IntegerField()
+
+        class Meta:
+            table_name = f"bench_stream_{tag}"
+
+    Item.bind(database)
+    StreamRow.bind(database)
+    return Item, StreamRow
+
+
+def _split(ids: Sequence[int], tasks: int) -> list[Sequence[int]]:
+    return [ids[k::tasks] for k in range(tasks)]
+
+
+class AsyncSide:
+    """peewee-async: ``await objects.get(...)``, ``objects.iterate(...)``, ..."""
+
+    title = "peewee-async"
+
+    def __init__(self, database: peewee_async.AsyncDatabase, tag: str) -> None:
+        self.database = database
+        self.objects = peewee_async.Manager(database)
+        self.Item, self.StreamRow = make_models(database, tag)
+
+    async def close(self) -> None:
+        await self.database.close_async()
+
+    async def get(self, ids: Sequence[int]) -> int:
+        objects, item = self.objects, self.Item
+        for i in ids:
+            await objects.get(item, id=i)
+        return len(ids)
+
+    async def get_c32(self, ids: Sequence[int]) -> int:
+        await asyncio.gather(*(self.get(part) for part in _split(ids, 32)))
+        return len(ids)
+
+    async def insert(self, n: int) -> int:
+        objects, item = self.objects, self.Item
+        for k in range(n):
+            await objects.create(item, name="new", value=k)
+        return n
+
+    async def select_1000(self, n: int) -> int:
+        for _ in range(n):
+            rows = await self.objects.execute(self.Item.select().limit(1000))
+            assert len(rows) == 1000
+        return n
+
+    async def _txns(self, ids: Sequence[int]) -> None:
+        objects, item = self.objects, self.Item
+        for i in ids:
+            async with objects.atomic():
+                obj = await objects.get(item, id=i)
+                obj.value += 1
+                await objects.update(obj)
+
+    async def txn_c16(self, ids: Sequence[int]) -> int:
+        await asyncio.gather(*(self._txns(part) for part in _split(ids, 16)))
+        return len(ids)
+
+    async def count(self, n: int) -> int:
+        for _ in range(n):
+            await self.objects.count(self.Item.select())
+        return n
+
+    async def stream(self, n: int) -> int:
+        rows = 0
+        query = self.StreamRow.select().limit(n)
+        async with self.objects.iterate(query, chunk_size=STREAM_CHUNK) as stream:
+            async for _ in stream:
+                rows += 1
+        assert rows == n, (rows, n)
+        return rows
+
+
+class RawSide:
+    """The asyncio driver alone, with the SQL written by hand."""
+
+    title = "raw driver"
+
+    def __init__(self, backend: str, pool: Any, tag: str) -> None:
+        self.backend = backend
+        self.pool = pool  # aiopg/aiomysql pool, or one aiosqlite connection
+        self.lock = asyncio.Lock()  # SQLite: tasks take turns on the connection
+        p = "?" if backend == "sqlite" else "%s"
+        self.items, self.stream_rows = f"bench_item_{tag}", f"bench_stream_{tag}"
+        self.sql_get = f"SELECT id, name, value FROM {self.items} WHERE id = {p}"
+        self.sql_insert = f"INSERT INTO {self.items} (name, value) VALUES ({p}, {p})"
+        if backend == "postgres":
+            self.sql_insert += " RETURNING id"
+        self.sql_update = f"UPDATE {self.items} SET name = {p}, value = {p} WHERE id = {p}"
+
+    @classmethod
+    async def open(cls, backend: str, sqlite_path: str, tag: str) -> RawSide:
+        if backend == "postgres":
+            import aiopg
+
+            s = server_settings("postgres")
+            pool: Any = await aiopg.create_pool(
+                minsize=1,
+                maxsize=POOL_SIZE,
+                database=s["database"],
+                host=s["host"],
+                port=s["port"],
+                user=s["user"],
+                password=s["password"],
+            )
+        elif backend == "mysql":
+            import aiomysql
+
+            s = server_settings("mysql")
+            pool = await aiomysql.create_pool(
+                minsize=1,
+                maxsize=POOL_SIZE,
+                db=s["database"],
+                host=s["host"],
+                port=s["port"],
+                user=s["user"],
+                password=s["password"],
+                autocommit=True,
+            )
+        else:
+            import aiosqlite
+
+            pool = await aiosqlite.connect(sqlite_path, isolation_level=None)
+        return cls(backend, pool, tag)
+
+    async def close(self) -> None:
+        if self.backend == "sqlite":
+            await self.pool.close()
+        else:
+            self.pool.close()
+            await self.pool.wait_closed()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        if self.backend == "sqlite":
+            async with self.lock:
+                yield self.pool
+        else:
+            async with self.pool.acquire() as conn:
+                yield conn
+
+    async def get(self, ids: Sequence[int]) -> int:
+        sql = self.sql_get
+        for i in ids:
+            async with self.connection() as conn, conn.cursor() as cur:
+                await cur.execute(sql, (i,))
+                row = await cur.fetchone()
+                columns = [d[0] for d in cur.description]
+            dict(zip(columns, row, strict=True))
+        return len(ids)
+
+    async def get_c32(self, ids: Sequence[int]) -> int:
+        await asyncio.gather(*(self.get(part) for part in _split(ids, 32)))
+        return len(ids)
+
+    async def insert(self, n: int) -> int:
+        sql, returning = self.sql_insert, self.backend == "postgres"
+        for k in range(n):
+            async with self.connection() as conn, conn.cursor() as cur:
+                await cur.execute(sql, ("new", k))
+                new_id = (await cur.fetchone())[0] if returning else cur.lastrowid
+            assert new_id
+        return n
+
+    async def select_1000(self, n: int) -> int:
+        for _ in range(n):
+            async with self.connection() as conn, conn.cursor() as cur:
+                await cur.execute(f"SELECT id, name, value FROM {self.items} LIMIT 1000")
+                rows = await cur.fetchall()
+            assert len(rows) == 1000
+        return n
+
+    async def _txns(self, ids: Sequence[int]) -> None:
+        for i in ids:
+            async with self.connection() as conn, conn.cursor() as cur:
+                await cur.execute("BEGIN")
+                try:
+                    await cur.execute(self.sql_get, (i,))
+                    row_id, name, value = await cur.fetchone()
+                    await cur.execute(self.sql_update, (name, value + 1, row_id))
+                except BaseException:
+                    await cur.execute("ROLLBACK")
+                    raise
+                await cur.execute("COMMIT")
+
+    async def txn_c16(self, ids: Sequence[int]) -> int:
+        await asyncio.gather(*(self._txns(part) for part in _split(ids, 16)))
+        return len(ids)
+
+    async def count(self, n: int) -> int:
+        for _ in range(n):
+            async with self.connection() as conn, conn.cursor() as cur:
+                await cur.execute(f"SELECT COUNT(*) FROM {self.items}")
+                (value,) = await cur.fetchone()
+            assert value >= ITEMS
+        return n
+
+    async def stream(self, n: int) -> int:
+        rows = 0
+        sql = f"SELECT id, name, value FROM {self.stream_rows} LIMIT {int(n)}"
+        async with self.connection() as conn:
+            if self.backend == "postgres":
+                async with conn.cursor() as cur:
+                    await cur.execute("BEGIN")
+                    await cur.execute(f"DECLARE bench_cursor NO SCROLL CURSOR FOR {sql}")
+                    while True:
+                        await cur.execute(f"FETCH FORWARD {STREAM_CHUNK} FROM bench_cursor")
+                        chunk = await cur.fetchall()
+                        if not chunk:
+                            break
+                        rows += len(chunk)
+                    await cur.execute("COMMIT")
+            else:
+                if self.backend == "mysql":
+                    import aiomysql
+
+                    cursor = conn.cursor(aiomysql.SSCursor)
+                else:
+                    cursor = conn.cursor()
+                async with cursor as cur:
+                    await cur.execute(sql)
+                    while chunk := await cur.fetchmany(STREAM_CHUNK):
+                        rows += len(chunk)
+        assert rows == n, (rows, n)
+        return rows
+
+
+class SyncSide:
+    """Plain sync peewee, one connection; concurrent workloads run their tasks one after another."""
+
+    title = "sync peewee"
+
+    def __init__(self, database: peewee.Database, tag: str) -> None:
+        self.database = database
+        self.Item, self.StreamRow = make_models(database, tag)
+
+    def close(self) -> None:
+        self.database.close()
+
+    def get(self, ids: Sequence[int]) -> int:
+        item = self.Item
+        for i in ids:
+            item.get(id=i)
+        return len(ids)
+
+    get_c32 = get
+
+    def insert(self, n: int) -> int:
+        for k in range(n):
+            self.Item.create(name="new", value=k)
+        return n
+
+    def select_1000(self, n: int) -> int:
+        for _ in range(n):
+            rows = list(self.Item.select().limit(1000))
+            assert len(rows) == 1000
+        return n
+
+    def txn_c16(self, ids: Sequence[int]) -> int:
+        item = self.Item
+        for i in ids:
+            with self.database.atomic():
+                obj = item.get(id=i)
+                obj.value += 1
+                obj.save()
+        return len(ids)
+
+    def count(self, n: int) -> int:
+        for _ in range(n):
+            self.Item.select().count()
+        return n
+
+    def stream(self, n: int) -> int:
+        # peewee's iterator() builds one row at a time, but the DB-API driver
+        # has read the whole result already (psycopg2 and PyMySQL's default cursors).
+        rows = sum(1 for _ in self.StreamRow.select().limit(n).iterator())
+        assert rows == n, (rows, n)
+        return rows
+
+
+def async_database(backend: str, sqlite_path: str) -> peewee_async.AsyncDatabase:
+    if backend == "postgres":
+        s = server_settings("postgres")
+        name = s.pop("database")
+        return peewee_async.PooledPostgresqlDatabase(name, max_connections=POOL_SIZE, **s)
+    if backend == "mysql":
+        s = server_settings("mysql")
+        name = s.pop("database")
+        return peewee_async.PooledMySQLDatabase(name, max_connections=POOL_SIZE, **s)
+    return peewee_async.SqliteDatabase(sqlite_path)
+
+
+def sync_database(backend: str, sqlite_path: str) -> peewee.Database:
+    if backend == "postgres":
+        s = server_settings("postgres")
+        name = s.pop("database")
+        return peewee.PostgresqlDatabase(name, **s)
+    if backend == "mysql":
+        s = server_settings("mysql")
+        name = s.pop("database")
+        return peewee.MySQLDatabase(name, **s)
+    return peewee.SqliteDatabase(sqlite_path)
+
+
+def fill_stream_sql(backend: str, table: str, rows: int) -> str:
+    """SQL that fills the stream table with ``rows`` rows on the server, without sending them."""
+    if backend == "postgres":
+        return (
+            f"INSERT INTO {table} (name, value) "
+            f"SELECT 'row ' || n, n FROM generate_series(1, {int(rows)}) AS n"
+        )
+    if backend == "mysql":
+        digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
+        places = max(1, len(str(max(rows - 1, 1))))  # a cross join of as many digit tables
+        tables = ", ".join(f"({digits}) t{k}" for k in range(places))
+        number = " + ".join(f"{10**k} * t{k}.d" for k in range(places))
+        return (
+            f"INSERT INTO {table} (name, value) SELECT CONCAT('row ', n), n FROM "
+            f"(SELECT 1 + {number} AS n FROM {tables}) AS numbers WHERE n <= {int(rows)}"
+        )
+    return (
+        f"WITH RECURSIVE numbers(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM numbers WHERE n < {int(rows)}) "
+        f"INSERT INTO {table} (name, value) SELECT 'row ' || n, n FROM numbers"
+    )
