@@ -77,23 +77,20 @@ async def committed_texts(observer: peewee_async.AsyncDatabase) -> list[str]:
     return sorted(row[0] for row in cursor.fetchall())
 
 
-_innodb_trx_read = 0.0
+async def mysql_sessions_in_transaction(observer: peewee_async.AsyncDatabase) -> set[int]:
+    """Thread ids of the MySQL sessions with an active InnoDB transaction.
 
-
-async def read_innodb_trx(observer: peewee_async.AsyncDatabase, sql: str, sid: int) -> int:
-    """Run ``sql`` on information_schema.innodb_trx with fresh data.
-
-    InnoDB refreshes that table's cache only when it was not read for 0.1s, so
-    reads closer together than that all see the first one's data.
+    Read from the engine status, which is made afresh for each read; InnoDB
+    refreshes information_schema.innodb_trx only when nobody read it for 0.1s,
+    so reads close together (ours, or anyone's) can see stale data there.
     """
-    global _innodb_trx_read
-    pause = _innodb_trx_read + 0.15 - time.monotonic()
-    if pause > 0:
-        await asyncio.sleep(pause)
-    try:
-        return int((await observer.execute_sql_async(sql, (sid,))).fetchone()[0])
-    finally:
-        _innodb_trx_read = time.monotonic()
+    status = (await observer.execute_sql_async("SHOW ENGINE INNODB STATUS")).fetchone()[2]
+    active = set()
+    for block in status.split("---TRANSACTION ")[1:]:
+        found = re.search(r"(?:MySQL|MariaDB) thread id (\d+)", block)
+        if "ACTIVE" in block.split("\n", 1)[0] and found:
+            active.add(int(found.group(1)))
+    return active
 
 
 async def session_in_transaction(observer: peewee_async.AsyncDatabase, backend: str, sid: int) -> bool:
@@ -104,8 +101,7 @@ async def session_in_transaction(observer: peewee_async.AsyncDatabase, backend: 
         )
         row = cursor.fetchone()
         return row is not None and (row[0].startswith("idle in transaction") or row[1] is not None)
-    sql = "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s"
-    return bool(await read_innodb_trx(observer, sql, sid))
+    return sid in await mysql_sessions_in_transaction(observer)
 
 
 async def idle_in_transaction(observer: peewee_async.AsyncDatabase, backend: str, sid: int) -> bool:
@@ -114,12 +110,13 @@ async def idle_in_transaction(observer: peewee_async.AsyncDatabase, backend: str
         cursor = await observer.execute_sql_async("SELECT state FROM pg_stat_activity WHERE pid = %s", (sid,))
         row = cursor.fetchone()
         return row is not None and row[0].startswith("idle in transaction")
-    sql = (
-        "SELECT COUNT(*) FROM information_schema.innodb_trx t "
-        "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-        "WHERE t.trx_mysql_thread_id = %s AND p.command = 'Sleep'"
+    if sid not in await mysql_sessions_in_transaction(observer):
+        return False
+    cursor = await observer.execute_sql_async(
+        "SELECT command FROM information_schema.processlist WHERE id = %s", (sid,)
     )
-    return bool(await read_innodb_trx(observer, sql, sid))
+    row = cursor.fetchone()
+    return row is not None and row[0] == "Sleep"
 
 
 async def session_running(observer: peewee_async.AsyncDatabase, backend: str, tag: str) -> int | None:
