@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -245,7 +246,6 @@ async def test_cancelled_statement_leaves_no_lock_and_no_row(database, tmp_path)
 
 
 def _slow_number(value: int) -> int:
-    import time
 
     time.sleep(0.3)
     return value
@@ -333,3 +333,37 @@ def test_database_reused_after_its_loop_closed_and_never_closed_exits(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
+
+
+CUT_OFF_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    import peewee_async
+
+    db = peewee_async.SqliteDatabase(sys.argv[1])
+    db.register_function(lambda s: time.sleep(s) or 0, "SLEEP", 1)
+
+    async def main():
+        pool = await db._get_pool()
+        conn = await pool.acquire()
+        asyncio.ensure_future(conn.execute("SELECT SLEEP(0.3)"))
+        await asyncio.sleep(0.05)
+        print("left running")
+
+    asyncio.run(main())  # the statement is still running when the loop closes
+    time.sleep(0.6)  # ...and finishes here, with nobody waiting for it
+    """
+)
+
+
+def test_statement_finishing_after_its_loop_closed_is_quiet(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", CUT_OFF_SCRIPT, str(tmp_path / "cut.db")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "left running"
+    assert "Traceback" not in done.stderr, done.stderr

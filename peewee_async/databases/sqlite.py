@@ -21,6 +21,7 @@ exactly as for sync peewee.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,39 @@ try:
     import aiosqlite
 except ImportError:  # pragma: no cover - reported when a pool opens
     aiosqlite = None  # type: ignore[assignment]
+
+
+def _run_worker(requests: Any) -> None:
+    """aiosqlite's connection thread: run each queued call, hand its outcome to the waiting future."""
+    while True:
+        future, function = requests.get()
+        try:
+            result = function()
+        except BaseException as exc:
+            _deliver(future, _set_exception, exc)
+            continue
+        _deliver(future, _set_result, result)
+        if result is aiosqlite.core._STOP_RUNNING_SENTINEL:
+            return
+
+
+def _deliver(future: asyncio.Future[Any] | None, setter: Any, value: Any) -> None:
+    if future is None:
+        return
+    try:
+        future.get_loop().call_soon_threadsafe(setter, future, value)
+    except RuntimeError:
+        pass  # the future's loop has closed: nobody waits for this outcome any more
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 class AiosqlitePool(Pool):
@@ -54,11 +88,14 @@ class AiosqlitePool(Pool):
 
     async def _connect(self) -> Any:
         conn = aiosqlite.Connection(self.database._connect, iter_chunk_size=64)  # type: ignore[attr-defined]
-        # aiosqlite's worker thread is not a daemon: one connection left open
-        # (a database never closed, a loop stopped mid-query) would keep the
-        # interpreter from exiting. SQLite's journal makes dropping it at exit
-        # safe: an unfinished transaction is rolled back on the next open.
-        conn._thread.daemon = True
+        # aiosqlite's own worker thread is not a daemon, so one connection left
+        # open (a database never closed, a loop stopped mid-query) would keep
+        # the interpreter from exiting; and it dies with "Event loop is closed"
+        # when a statement cut off by a cancellation finishes after its loop
+        # has closed (e.g. after asyncio.run() returned). Ours runs the same
+        # queue without either. SQLite's journal makes dropping the thread at
+        # exit safe: an unfinished transaction is rolled back on the next open.
+        conn._thread = threading.Thread(target=_run_worker, args=(conn._tx,), daemon=True)
         return await conn
 
     async def _acquire_raw(self) -> Any:
