@@ -671,3 +671,16 @@ async def test_unreachable_server_raises_operational_error(backend):
             await database.connect_async()
     finally:
         await database.close_async()
+
+
+async def test_mysql_sql_mode_list_is_set_on_async_and_sync_connections(backend):
+    if BACKENDS[backend][0] != "mysql":
+        pytest.skip("MySQL only")
+    database = make_database(backend, sql_mode="STRICT_TRANS_TABLES,PIPES_AS_CONCAT")
+    try:
+        async_mode = (await database.execute_sql_async("SELECT @@SESSION.sql_mode")).fetchone()[0]
+        sync_mode = database.execute_sql("SELECT @@SESSION.sql_mode").fetchone()[0]
+    finally:
+        database.close()
+        await database.close_async()
+    assert async_mode == sync_mode == "PIPES_AS_CONCAT,STRICT_TRANS_TABLES"

@@ -37,6 +37,11 @@ class AiomysqlPool(Pool):
         params["autocommit"] = True
         if timeout:
             params.setdefault("connect_timeout", timeout)
+        if params.get("sql_mode") is not None:
+            # aiomysql sends `SET sql_mode=<value>` unquoted, which fails for a
+            # list of modes ("STRICT_TRANS_TABLES,PIPES_AS_CONCAT"); PyMySQL,
+            # for the sync side, passes it as a parameter. Quote it as PyMySQL would.
+            params["sql_mode"] = "'" + str(params["sql_mode"]).replace("'", "''") + "'"
         self._params = params
         self._pool = await aiomysql.create_pool(minsize=self.min_size, maxsize=self.max_size, **params)
 
