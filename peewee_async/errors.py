@@ -45,7 +45,7 @@ class QueryTimeout(peewee.OperationalError):
 
 
 class ConnectionLost(peewee.OperationalError):
-    """The connection to the server broke (killed server-side, network cut).
+    """The connection to the server broke (killed server-side, network cut) under a query or a loop.
 
     Outside a transaction the next query simply takes another connection.
     Inside one, the server has rolled the transaction back, and every further

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
+from .databases.pool import driver_message
+from .errors import ConnectionLost, QueryTimeout
 from .execution import database_of
 
 if TYPE_CHECKING:
@@ -124,8 +126,9 @@ class RowStream:
         assert self._pool is not None and self._raw is not None
         try:
             rows = await self._pool.fetch_stream(self._conn, self._raw)
-        except BaseException:
+        except BaseException as exc:
             self._begin_close()
+            self._raise_if_lost(exc)
             raise
         if not rows:
             await self.aclose()
@@ -164,9 +167,40 @@ class RowStream:
         self._pool, self._conn = pool, conn
         try:
             self._raw = await pool.open_stream(conn, sql, params, self.chunk_size)
-        except BaseException:
+        except BaseException as exc:
             self._begin_close()
+            self._raise_if_lost(exc)
             raise
+
+    def _raise_if_lost(self, exc: BaseException) -> None:
+        """Raise :class:`ConnectionLost` for a driver error that came with the connection's end.
+
+        As for a statement (``AsyncDatabase._execute_on``): the driver's own
+        message ("server closed the connection unexpectedly", "Lost connection
+        to MySQL server during query") does not say what became of the rows or
+        of the transaction.
+        """
+        pool, lease = self._pool, self._lease
+        if not isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
+            return
+        if isinstance(exc, ConnectionLost | QueryTimeout):  # these say it already
+            return
+        if pool is None or lease is None or not pool.is_closed(self._conn):
+            return
+        if lease.owned:
+            what = (
+                "the loop got the rows read so far and no more. The next query takes another "
+                "connection; run the loop again to read every row"
+            )
+        else:
+            what = (
+                "the server rolled the transaction back, nothing of it was committed. Leave the "
+                "`async with` block and run the whole transaction again"
+            )
+        raise ConnectionLost(
+            f"The connection to {self.database.describe()} was lost during an iterate() loop "
+            f"({driver_message(exc)}): {what}."
+        ) from exc
 
     # -- closing -----------------------------------------------------------
 

@@ -47,10 +47,12 @@ class AsyncDatabase:
     :param min_connections: connections opened when the pool starts.
     :param acquire_timeout: seconds a query waits for a free connection before
         :class:`~peewee_async.PoolTimeout`; ``None`` waits for ever.
-    :param connect_timeout: seconds one new connection may take to open.
-    :param query_timeout: seconds one statement may run before the server is
-        told to stop it and the call raises :class:`~peewee_async.QueryTimeout`;
-        ``None`` (the default) lets statements run for ever.
+    :param connect_timeout: seconds opening the pool may take; the PostgreSQL
+        and MySQL drivers also bound each new connection with it.
+    :param query_timeout: seconds one statement (or one step of an
+        ``iterate()`` loop) may run before the server is told to stop it and
+        the call raises :class:`~peewee_async.QueryTimeout`; ``None`` (the
+        default) lets statements run for ever.
     """
 
     pool_class: ClassVar[type[Pool]]

@@ -102,6 +102,10 @@ class Pool(ABC):
         self._interrupted: set[Any] = set()
         # Connections lent to a row stream (peewee_async.streaming) until it ends.
         self._streams: dict[Any, StreamLease] = {}
+        # Connections whose statement the server was told to stop (query_timeout).
+        # A stream's statement outlives the step that timed out: the stop may
+        # show only in a later step's error, which then is a QueryTimeout too.
+        self._stop_sent: set[Any] = set()
 
     # -- the hooks a driver fills in -------------------------------------
 
@@ -270,45 +274,12 @@ class Pool(ABC):
             )
         if self._streams:
             await self.wait_stream_closed(conn)
-        self._interrupted.add(conn)
         try:
-            with translate_driver_errors:
-                if timeout is None:
-                    result = await self._execute_raw(conn, sql, params)
-                else:
-                    result = await self._execute_timed(conn, sql, params, timeout)
-        except _Unanswered:
-            # The statement's answer never came: the connection stays marked
-            # interrupted, so it is closed on release and never reused.
-            raise QueryTimeout(
-                f"The statement ran longer than query_timeout={timeout}s on "
-                f"{self.database.describe()}, and the server did not answer the request to stop "
-                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
-                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
-            ) from None
-        except _TimedOut as timed_out:
-            self._interrupted.discard(conn)
-            raise QueryTimeout(
-                f"The statement ran longer than query_timeout={timeout}s on "
-                f"{self.database.describe()} and was stopped on the server. Raise query_timeout, "
-                f"or make the statement faster. Statement: {_shorten(sql)}"
-            ) from timed_out.__cause__
-        except Exception:
-            # The server answered with an error: the connection is in a known state.
-            self._interrupted.discard(conn)
-            raise
-        except BaseException:
-            # Cut off (cancelled) before the answer was read. Close at once rather
-            # than at release: inside a transaction the server then rolls back and
-            # frees its locks now, not when the task gets round to leaving the block.
-            self._close_quietly(conn)
-            raise
-        self._interrupted.discard(conn)
-        return result
+            return await self._guarded(conn, self._execute_raw(conn, sql, params), timeout, sql)
+        finally:
+            self._stop_sent.discard(conn)
 
-    async def _execute_timed(
-        self, conn: Any, sql: str, params: Sequence[Any], timeout: float
-    ) -> FetchedCursor:
+    async def _run_timed(self, conn: Any, step: Awaitable[T], timeout: float) -> T:
         # At the deadline the server is asked, from another connection, to stop
         # the statement; the statement's own answer (an error, usually) still
         # comes back here, so the connection stays usable. Only when no answer
@@ -317,12 +288,13 @@ class Pool(ABC):
 
         def cancel() -> None:
             nonlocal cancelling
+            self._stop_sent.add(conn)
             cancelling = self.loop.create_task(self._cancel_with_grace(conn))
 
         deadline = self.loop.call_later(timeout, cancel)
         try:
             async with asyncio.timeout(timeout + self.cancel_grace):
-                result = await self._execute_raw(conn, sql, params)
+                result = await step
         except TimeoutError:
             raise _Unanswered() from None
         except BaseException as exc:
@@ -362,6 +334,7 @@ class Pool(ABC):
         """The stream is over: ``conn`` takes statements again."""
         if self._streams.get(conn) is lease:
             del self._streams[conn]
+            self._stop_sent.discard(conn)
 
     async def wait_stream_closed(self, conn: Any) -> None:
         """Wait until a stream that is closing on ``conn`` has closed; refuse while one is open."""
@@ -393,27 +366,69 @@ class Pool(ABC):
         if lease.closing is not None:
             await asyncio.shield(lease.closing)
 
+    # A stream's steps are bounded by the database's query_timeout as statements
+    # are: without it a network gone silent mid-loop would hang the loop.
+
     async def open_stream(self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int) -> RawStream:
-        return await self._guarded(conn, self._open_stream_raw(conn, sql, params, chunk_size))
+        step = self._open_stream_raw(conn, sql, params, chunk_size)
+        return await self._guarded(conn, step, self.database.query_timeout, sql)
 
     async def fetch_stream(self, conn: Any, stream: RawStream) -> Sequence[Sequence[Any]]:
-        return await self._guarded(conn, stream.fetch())
+        return await self._guarded(
+            conn, stream.fetch(), self.database.query_timeout, "(iterate() reading rows)"
+        )
 
     async def close_stream(self, conn: Any, stream: RawStream) -> None:
-        await self._guarded(conn, stream.close())
+        await self._guarded(conn, stream.close(), self.database.query_timeout, "(iterate() closing its rows)")
 
-    async def _guarded(self, conn: Any, step: Awaitable[T]) -> T:
-        # As execute(): a step cut off by a cancellation leaves the protocol in
-        # an unknown state, so the connection is then closed, never reused.
+    async def _guarded(self, conn: Any, step: Awaitable[T], timeout: float | None, sql: str) -> T:
+        """Await ``step``, one exchange with the server on ``conn``; with ``timeout``, stop it then.
+
+        A step cut off by a cancellation leaves the protocol in an unknown state,
+        so the connection is then closed, never reused.
+        """
         self._interrupted.add(conn)
         try:
             with translate_driver_errors:
-                result = await step
-        except Exception:
+                if timeout is None:
+                    result = await step
+                else:
+                    result = await self._run_timed(conn, step, timeout)
+        except _Unanswered:
+            # The statement's answer never came: the connection stays marked
+            # interrupted, so it is closed on release and never reused.
+            raise QueryTimeout(
+                f"The statement ran longer than query_timeout={timeout}s on "
+                f"{self.database.describe()}, and the server did not answer the request to stop "
+                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
+                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
+            ) from None
+        except _TimedOut as timed_out:
             self._interrupted.discard(conn)
+            raise self._stopped_error(timeout, sql) from timed_out.__cause__
+        except Exception as exc:
+            # The server answered with an error: the connection is in a known state.
+            self._interrupted.discard(conn)
+            if conn in self._stop_sent and isinstance(exc, peewee.OperationalError):
+                # A stream stopped by an earlier step's query_timeout (MySQL and
+                # SQLite end its statement with an error at the next read).
+                raise self._stopped_error(timeout, sql) from exc
+            raise
+        except BaseException:
+            # Cut off (cancelled) before the answer was read. Close at once rather
+            # than at release: inside a transaction the server then rolls back and
+            # frees its locks now, not when the task gets round to leaving the block.
+            self._close_quietly(conn)
             raise
         self._interrupted.discard(conn)
         return result
+
+    def _stopped_error(self, timeout: float | None, sql: str) -> QueryTimeout:
+        return QueryTimeout(
+            f"The statement ran longer than query_timeout={timeout}s on "
+            f"{self.database.describe()} and was stopped on the server. Raise query_timeout, "
+            f"or make the statement faster. Statement: {_shorten(sql)}"
+        )
 
     def is_interrupted(self, conn: Any) -> bool:
         """Whether a statement on ``conn`` was cut off before the server's answer was read."""
@@ -426,6 +441,7 @@ class Pool(ABC):
         rollback of a dirty connection runs in a task of its own that a
         cancellation of the caller does not reach.
         """
+        self._stop_sent.discard(conn)
         lease = self._streams.get(conn)
         if lease is not None and not lease.owned:
             # A transaction's connection given back while a stream still closes on

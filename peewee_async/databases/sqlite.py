@@ -6,11 +6,12 @@ default the async side keeps ONE connection and queues the tasks for it: no
 task ever waits on the file lock, however many write at once. A transaction
 holds that connection for its whole block, as on the other backends.
 
-With ``max_connections`` above one (useful with ``journal_mode=wal``, where
-readers run beside the writer), transactions open with ``BEGIN IMMEDIATE``:
-they take the write lock at once, waiting up to the database's ``timeout``
-for it, instead of starting as readers and failing with "database is locked"
-when they try to write while another transaction holds the lock.
+Transactions open with ``BEGIN IMMEDIATE``: they take the write lock at once.
+That matters with ``max_connections`` above one (useful with
+``journal_mode=wal``, where readers run beside the writer) and beside other
+processes: a transaction waits up to the database's ``timeout`` for the lock,
+instead of starting as a reader and failing with "database is locked" when it
+tries to write while another transaction holds the lock.
 
 aiosqlite runs each connection in a thread of its own. The connection is made
 by peewee's own ``_connect()`` in that thread, so pragmas, user functions
@@ -205,11 +206,11 @@ class SqliteDatabase(AsyncDatabase, peewee.SqliteDatabase):
     Async tasks share one connection and take turns (``max_connections=1``),
     which is what keeps concurrent writers from ever seeing "database is
     locked". With ``journal_mode=wal``, ``max_connections`` above one lets
-    readers run beside the writer; transactions then begin with ``BEGIN
-    IMMEDIATE`` and wait up to ``timeout`` seconds for the write lock. An
-    in-memory database (``':memory:'``) is a different database for each
-    connection, so sync code and async code would not see each other's
-    tables: use a file. Example::
+    readers run beside the writer. Transactions begin with ``BEGIN IMMEDIATE``
+    and wait up to ``timeout`` seconds for the write lock. An in-memory
+    database (``':memory:'``) is a different database for each connection, so
+    sync code and async code would not see each other's tables (use a file),
+    and ``max_connections`` above one raises ``ValueError`` for it. Example::
 
         database = SqliteDatabase('app.db', pragmas={'journal_mode': 'wal'})
     """
