@@ -122,7 +122,9 @@ class Transaction:
 
     async def _begin_root(self) -> TaskTransactions:
         db = self.database
-        pool = await db._get_pool()
+        pool = db._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = await db._get_pool()
         conn = await pool.acquire()
         try:
             await pool.execute(conn, pool.begin_statement, ())
@@ -172,7 +174,8 @@ class Transaction:
         # (from the COMMIT), so a lost transaction never looks committed.
         try:
             # A row stream still open on the connection ends with its transaction.
-            await held.pool.end_streams(held.connection, "its transaction ended")
+            if held.pool.streaming:
+                await held.pool.end_streams(held.connection, "its transaction ended")
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:
@@ -203,7 +206,7 @@ class Transaction:
         rule for users: a block that raised wrote nothing, a block that exited
         normally committed.
         """
-        commit = asyncio.ensure_future(self.database._execute_sql("COMMIT", (), held))
+        commit = held.pool.loop.create_task(self.database._execute_sql("COMMIT", (), held))
         cancelled: asyncio.CancelledError | None = None
         try:
             while not commit.done():
