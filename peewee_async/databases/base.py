@@ -323,8 +323,8 @@ class AsyncDatabase:
     ) -> FetchedCursor:
         """Run one statement on ``held``'s connection, or on one borrowed for it if ``held`` is None.
 
-        The transaction is passed in, not looked up, so that a transaction's own
-        COMMIT can run in a task of its own (see ``Transaction._commit``).
+        The transaction is passed in, not looked up: callers that have it
+        already (``Transaction._commit``, the compiled shapes) skip the look-up.
         """
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
