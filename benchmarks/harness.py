@@ -1,10 +1,11 @@
 """Running the workloads in interleaved rounds, and the table of results.
 
 Each round runs every workload once on each contender, one after the other
-(peewee-async, raw driver, sync peewee, then the next workload), so that a
-drift of the machine's speed hits all three alike; the table shows the median
-of the rounds. The RSS growth of ``stream`` is measured in a fresh process for
-each contender (:func:`rss_child`), where nothing else has grown the heap first.
+(peewee-async, raw driver, sync peewee, then the next workload; each round
+starts with the next contender), so that a drift of the machine's speed hits
+all three alike; the table shows the median of the rounds. The RSS growth of
+``stream`` is measured in a fresh process for each contender
+(:func:`rss_child`), where nothing else has grown the heap first.
 """
 
 from __future__ import annotations
@@ -161,10 +162,13 @@ async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
             argument = bench.argument(workload, min(small, plan.sizes[workload]), rng)
             for side in SIDES:
                 await bench.run(side, workload, argument)
-        for _ in range(plan.rounds):
+        for round_ in range(plan.rounds):
+            # Each round starts with another contender: none is always first
+            # (after the others have warmed the server's caches) or always last.
+            order = SIDES[round_ % len(SIDES) :] + SIDES[: round_ % len(SIDES)]
             for workload in plan.workloads:
                 argument = bench.argument(workload, plan.sizes[workload], rng)
-                for side in SIDES:
+                for side in order:
                     rates[workload][side].append(await bench.run(side, workload, argument))
         await bench.close()
         if plan.rss and "stream" in plan.workloads:
@@ -303,6 +307,7 @@ def header(plan: Plan) -> str:
     return (
         f"peewee-async {peewee_async.__version__}, peewee {peewee.__version__}, "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}\n"
-        "Rounds interleave the contenders (async, raw, sync, async, ...); ops/s for stream are rows/s.\n"
+        "Rounds interleave the contenders (async, raw, sync; raw, sync, async; ...); "
+        "ops/s for stream are rows/s.\n"
         "Sync peewee runs the concurrent workloads' tasks one after another."
     )

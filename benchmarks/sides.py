@@ -2,7 +2,7 @@
 
 * :class:`AsyncSide`: peewee-async, through a :class:`~peewee_async.Manager`.
 * :class:`RawSide`: the asyncio driver alone (aiopg, aiomysql, aiosqlite) with
-  hand-written SQL, a pool of the same size, rows turned into tuples or dicts.
+  hand-written SQL, a pool of the same size, each row read turned into a dict.
 * :class:`SyncSide`: plain sync peewee on its usual DB-API driver (psycopg2,
   PyMySQL, sqlite3), one connection.
 
@@ -13,8 +13,7 @@ returns how many it did; :mod:`benchmarks.harness` times it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import peewee
@@ -128,15 +127,67 @@ class AsyncSide:
         return rows
 
 
+class _OneConnection:
+    """One aiosqlite connection that tasks take in turns, like peewee-async's ``SqliteDatabase``.
+
+    ``acquire()`` reads as a pool's does, so the workloads are written once.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+
+    def acquire(self) -> _OneConnection:
+        return self
+
+    async def __aenter__(self) -> Any:
+        await self.lock.acquire()
+        return self.conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.lock.release()
+
+
+class _KeptCursor:
+    """``async with conn.cursor()`` that hands out one cursor per connection, kept open (aiopg).
+
+    An aiopg cursor costs about a tenth of a short statement to make, and
+    peewee-async keeps one per connection for small results: so does the raw
+    side, or it would pay for work peewee-async does not do.
+    """
+
+    __slots__ = ("cursors", "conn")
+
+    def __init__(self, cursors: dict[Any, Any], conn: Any) -> None:
+        self.cursors = cursors
+        self.conn = conn
+
+    async def __aenter__(self) -> Any:
+        cursor = self.cursors.get(self.conn)
+        if cursor is None or cursor.closed:
+            cursor = self.cursors[self.conn] = await self.conn.cursor()
+        return cursor
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
+
+
 class RawSide:
-    """The asyncio driver alone, with the SQL written by hand."""
+    """The asyncio driver alone, with the SQL written by hand.
+
+    It does the work peewee-async does and nothing more: the same pool size,
+    each row read turned into an object (a dict of column names to values, what
+    a model instance holds), statements unbounded in time (aiopg's default
+    60-second timeout wraps each statement in ``asyncio.wait_for``, which
+    peewee-async turns off too), and on aiopg one cursor kept per connection.
+    """
 
     title = "raw driver"
 
     def __init__(self, backend: str, pool: Any, tag: str) -> None:
         self.backend = backend
-        self.pool = pool  # aiopg/aiomysql pool, or one aiosqlite connection
-        self.lock = asyncio.Lock()  # SQLite: tasks take turns on the connection
+        self.pool = pool  # aiopg/aiomysql pool, or _OneConnection over an aiosqlite connection
+        self._cursors: dict[Any, Any] = {}
         p = "?" if backend == "sqlite" else "%s"
         self.items, self.stream_rows = f"bench_item_{tag}", f"bench_stream_{tag}"
         self.sql_get = f"SELECT id, name, value FROM {self.items} WHERE id = {p}"
@@ -154,6 +205,7 @@ class RawSide:
             pool: Any = await aiopg.create_pool(
                 minsize=1,
                 maxsize=POOL_SIZE,
+                timeout=None,
                 database=s["database"],
                 host=s["host"],
                 port=s["port"],
@@ -177,29 +229,30 @@ class RawSide:
         else:
             import aiosqlite
 
-            pool = await aiosqlite.connect(sqlite_path, isolation_level=None)
+            pool = _OneConnection(await aiosqlite.connect(sqlite_path, isolation_level=None))
+            return RawSqliteSide(backend, pool, tag)
         return cls(backend, pool, tag)
 
     async def close(self) -> None:
         if self.backend == "sqlite":
-            await self.pool.close()
+            await self.pool.conn.close()
         else:
+            for cursor in self._cursors.values():
+                cursor.close()
+            self._cursors.clear()
             self.pool.close()
             await self.pool.wait_closed()
 
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        if self.backend == "sqlite":
-            async with self.lock:
-                yield self.pool
-        else:
-            async with self.pool.acquire() as conn:
-                yield conn
+    def cursor(self, conn: Any) -> Any:
+        """``conn.cursor()``, as an ``async with`` (a kept one on aiopg)."""
+        if self.backend == "postgres":
+            return _KeptCursor(self._cursors, conn)
+        return conn.cursor()
 
     async def get(self, ids: Sequence[int]) -> int:
-        sql = self.sql_get
+        sql, acquire, cursor = self.sql_get, self.pool.acquire, self.cursor
         for i in ids:
-            async with self.connection() as conn, conn.cursor() as cur:
+            async with acquire() as conn, cursor(conn) as cur:
                 await cur.execute(sql, (i,))
                 row = await cur.fetchone()
                 columns = [d[0] for d in cur.description]
@@ -212,29 +265,39 @@ class RawSide:
 
     async def insert(self, n: int) -> int:
         sql, returning = self.sql_insert, self.backend == "postgres"
+        acquire, cursor = self.pool.acquire, self.cursor
         for k in range(n):
-            async with self.connection() as conn, conn.cursor() as cur:
+            async with acquire() as conn, cursor(conn) as cur:
                 await cur.execute(sql, ("new", k))
                 new_id = (await cur.fetchone())[0] if returning else cur.lastrowid
             assert new_id
         return n
 
     async def select_1000(self, n: int) -> int:
+        sql = f"SELECT id, name, value FROM {self.items} LIMIT 1000"
         for _ in range(n):
-            async with self.connection() as conn, conn.cursor() as cur:
-                await cur.execute(f"SELECT id, name, value FROM {self.items} LIMIT 1000")
+            async with self.pool.acquire() as conn, self.cursor(conn) as cur:
+                await cur.execute(sql)
                 rows = await cur.fetchall()
-            assert len(rows) == 1000
+                columns = [d[0] for d in cur.description]
+            objects = [dict(zip(columns, row, strict=True)) for row in rows]
+            assert len(objects) == 1000
+            if self.backend == "postgres":
+                cur.close()  # as peewee-async does: a kept cursor holds no big result
+                del self._cursors[conn]
         return n
 
     async def _txns(self, ids: Sequence[int]) -> None:
+        acquire, cursor = self.pool.acquire, self.cursor
         for i in ids:
-            async with self.connection() as conn, conn.cursor() as cur:
+            async with acquire() as conn, cursor(conn) as cur:
                 await cur.execute("BEGIN")
                 try:
                     await cur.execute(self.sql_get, (i,))
-                    row_id, name, value = await cur.fetchone()
-                    await cur.execute(self.sql_update, (name, value + 1, row_id))
+                    row = await cur.fetchone()
+                    columns = [d[0] for d in cur.description]
+                    obj = dict(zip(columns, row, strict=True))
+                    await cur.execute(self.sql_update, (obj["name"], obj["value"] + 1, obj["id"]))
                 except BaseException:
                     await cur.execute("ROLLBACK")
                     raise
@@ -245,9 +308,10 @@ class RawSide:
         return len(ids)
 
     async def count(self, n: int) -> int:
+        sql, acquire, cursor = f"SELECT COUNT(*) FROM {self.items}", self.pool.acquire, self.cursor
         for _ in range(n):
-            async with self.connection() as conn, conn.cursor() as cur:
-                await cur.execute(f"SELECT COUNT(*) FROM {self.items}")
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql)
                 (value,) = await cur.fetchone()
             assert value >= ITEMS
         return n
@@ -255,7 +319,7 @@ class RawSide:
     async def stream(self, n: int) -> int:
         rows = 0
         sql = f"SELECT id, name, value FROM {self.stream_rows} LIMIT {int(n)}"
-        async with self.connection() as conn:
+        async with self.pool.acquire() as conn:
             if self.backend == "postgres":
                 async with conn.cursor() as cur:
                     await cur.execute("BEGIN")
@@ -265,7 +329,10 @@ class RawSide:
                         chunk = await cur.fetchall()
                         if not chunk:
                             break
-                        rows += len(chunk)
+                        columns = [d[0] for d in cur.description]
+                        for row in chunk:
+                            dict(zip(columns, row, strict=True))
+                            rows += 1
                     await cur.execute("COMMIT")
             else:
                 if self.backend == "mysql":
@@ -276,10 +343,71 @@ class RawSide:
                     cursor = conn.cursor()
                 async with cursor as cur:
                     await cur.execute(sql)
+                    columns = [d[0] for d in cur.description]
                     while chunk := await cur.fetchmany(STREAM_CHUNK):
-                        rows += len(chunk)
+                        for row in chunk:
+                            dict(zip(columns, row, strict=True))
+                            rows += 1
         assert rows == n, (rows, n)
         return rows
+
+
+class RawSqliteSide(RawSide):
+    """aiosqlite with its one-trip helpers: ``execute_fetchall``, ``execute_insert``, ``execute``.
+
+    Each trip to the connection's thread costs more than a short statement,
+    and peewee-async makes one per statement: so does this side, where a
+    cursor's execute, fetch and close would make three or four.
+    """
+
+    COLUMNS = ("id", "name", "value")
+
+    async def get(self, ids: Sequence[int]) -> int:
+        sql, acquire, columns = self.sql_get, self.pool.acquire, self.COLUMNS
+        for i in ids:
+            async with acquire() as conn:
+                (row,) = await conn.execute_fetchall(sql, (i,))
+            dict(zip(columns, row, strict=True))
+        return len(ids)
+
+    async def insert(self, n: int) -> int:
+        sql, acquire = self.sql_insert, self.pool.acquire
+        for k in range(n):
+            async with acquire() as conn:
+                (new_id,) = await conn.execute_insert(sql, ("new", k))
+            assert new_id
+        return n
+
+    async def select_1000(self, n: int) -> int:
+        sql, columns = f"SELECT id, name, value FROM {self.items} LIMIT 1000", self.COLUMNS
+        for _ in range(n):
+            async with self.pool.acquire() as conn:
+                rows = await conn.execute_fetchall(sql)
+            objects = [dict(zip(columns, row, strict=True)) for row in rows]
+            assert len(objects) == 1000
+        return n
+
+    async def _txns(self, ids: Sequence[int]) -> None:
+        columns = self.COLUMNS
+        for i in ids:
+            async with self.pool.acquire() as conn:
+                await conn.execute("BEGIN IMMEDIATE")  # as peewee-async's SQLite transactions
+                try:
+                    (row,) = await conn.execute_fetchall(self.sql_get, (i,))
+                    obj = dict(zip(columns, row, strict=True))
+                    await conn.execute(self.sql_update, (obj["name"], obj["value"] + 1, obj["id"]))
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+
+    async def count(self, n: int) -> int:
+        sql, acquire = f"SELECT COUNT(*) FROM {self.items}", self.pool.acquire
+        for _ in range(n):
+            async with acquire() as conn:
+                ((value,),) = await conn.execute_fetchall(sql)
+            assert value >= ITEMS
+        return n
 
 
 class SyncSide:

@@ -10,6 +10,7 @@ and peewee's cursor wrapper and ``handle_result`` turn them into what the sync
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import peewee
@@ -175,12 +176,15 @@ async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
     return result
 
 
-async def run_statement(
+def run_statement(
     database: AsyncDatabase, statement: shapes.Statement, values: Any
-) -> FetchedCursor | None:
-    """Run a compiled shape with ``values``; ``None`` when a value needs the generic path."""
+) -> Coroutine[Any, Any, FetchedCursor] | None:
+    """The run of a compiled shape with ``values``, to await; ``None`` when a value needs the generic path.
+
+    Not a coroutine itself: one await less between the caller and the driver.
+    """
     try:
         params = statement.params(values)
     except shapes.Fallback:
         return None
-    return await database.execute_sql_async(statement.sql, params)
+    return database._execute_sql(statement.sql, params, database._current_transactions())

@@ -48,12 +48,15 @@ def select_for_get(source: Any, *args: Any, **kwargs: Any) -> Any:
 async def get(database: AsyncDatabase | None, source: Any, *args: Any, **kwargs: Any) -> Any:
     """``Model.get``: the first matching row, or the model's ``DoesNotExist``."""
     if isinstance(source, type) and issubclass(source, peewee.Model):
-        db = await _ready(database_of_model(source, database))
+        db = database_of_model(source, database)
+        if db._pool is None:  # peewee's SQL may depend on the server version read at open
+            await db._get_pool()
         found = shapes.get_statement(db, source, args, kwargs)
         if found is not None:
             statement, values = found
-            cursor = await run_statement(db, statement, values)
-            if cursor is not None:
+            running = run_statement(db, statement, values)
+            if running is not None:
+                cursor = await running
                 rows = cursor.rows
                 if not rows:
                     raise _does_not_exist(select_for_get(source, *args, **kwargs))
@@ -70,13 +73,6 @@ def _does_not_exist(query: Any) -> peewee.DoesNotExist:
     return query.model.DoesNotExist(  # type: ignore[no-any-return]
         f"{query.model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
     )
-
-
-async def _ready(database: AsyncDatabase) -> AsyncDatabase:
-    """``database``, its pool opened: peewee's SQL may depend on the server version read at open."""
-    if database._pool is None:
-        await database._get_pool()
-    return database
 
 
 async def create(database: AsyncDatabase | None, model: type[M], **data: Any) -> M:
@@ -99,12 +95,15 @@ async def insert_instance(database: AsyncDatabase | None, instance: Any) -> None
     instance._populate_unsaved_relations(field_dict)
     if meta.auto_increment and pk_value is None:
         field_dict.pop(meta.primary_key.name, None)
-    db = await _ready(database_of_model(model, database))
+    db = database_of_model(model, database)
+    if db._pool is None:  # peewee's SQL may depend on the server version read at open
+        await db._get_pool()
     pk: Any = _NOT_RUN
     statement = shapes.insert_statement(db, model, tuple(field_dict))
     if statement is not None:
-        cursor = await run_statement(db, statement, list(field_dict.values()))
-        if cursor is not None:
+        running = run_statement(db, statement, list(field_dict.values()))
+        if running is not None:
+            cursor = await running
             if statement.result is None:
                 pk = db.last_insert_id(cursor, peewee.Insert.SIMPLE)  # type: ignore[attr-defined]
             else:  # RETURNING the primary key, read as peewee's tuple wrapper reads it
@@ -149,13 +148,16 @@ async def update(database: AsyncDatabase | None, instance: Any, only: Any = None
     if not field_dict:
         raise ValueError("no data to save!")
     model = type(instance)
-    db = await _ready(database_of_model(model, database))
+    db = database_of_model(model, database)
+    if db._pool is None:  # peewee's SQL may depend on the server version read at open
+        await db._get_pool()
     rows: int | None = None
     pk = instance._pk
     statement = shapes.update_statement(db, model, tuple(field_dict)) if shapes.where_value(pk) else None
     if statement is not None:
-        cursor = await run_statement(db, statement, [*field_dict.values(), pk])
-        if cursor is not None:
+        running = run_statement(db, statement, [*field_dict.values(), pk])
+        if running is not None:
+            cursor = await running
             rows = db.rows_affected(cursor)  # type: ignore[attr-defined]
     if rows is None:
         query = model.update(**field_dict).where(instance._pk_expr())
@@ -174,13 +176,16 @@ async def delete(
     transaction, so a failure deletes nothing.
     """
     model = type(instance)
-    db = await _ready(database_of_model(model, database))
+    db = database_of_model(model, database)
+    if db._pool is None:  # peewee's SQL may depend on the server version read at open
+        await db._get_pool()
     if not recursive:
         pk = instance._pk
         statement = shapes.delete_statement(db, model) if shapes.where_value(pk) else None
         if statement is not None:
-            cursor = await run_statement(db, statement, [pk])
-            if cursor is not None:
+            running = run_statement(db, statement, [pk])
+            if running is not None:
+                cursor = await running
                 return int(db.rows_affected(cursor))  # type: ignore[attr-defined]
         query = model.delete().where(instance._pk_expr())
         return int(await execute(db, query))
@@ -276,11 +281,14 @@ async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any,
 
 async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = False) -> int:
     """``SelectBase.count``: the number of rows ``query`` would return."""
-    db = await _ready(database_of(query, database))
+    db = database_of(query, database)
+    if db._pool is None:  # peewee's SQL may depend on the server version read at open
+        await db._get_pool()
     statement = shapes.count_statement(db, query, lambda plain: _counting(plain, False).tuples().limit(1))
     if statement is not None:
-        cursor = await run_statement(db, statement, ())
-        if cursor is not None:
+        running = run_statement(db, statement, ())
+        if running is not None:
+            cursor = await running
             rows = cursor.rows
             return int((rows[0][0] if rows else None) or 0)
     result = await scalar(db, _counting(query, clear_limit))

@@ -83,7 +83,7 @@ class Statement:
     ``-1 - i`` for the constant number ``i`` (e.g. a ``LIMIT``).
     """
 
-    __slots__ = ("sql", "converters", "plan", "constants", "result")
+    __slots__ = ("sql", "converters", "plan", "constants", "result", "_tail")
 
     def __init__(
         self,
@@ -98,6 +98,12 @@ class Statement:
         self.plan = tuple(plan)
         self.constants = tuple(constants)
         self.result = result  # what the caller needs to read the result (a field, a builder)
+        # The usual plan: every value once, in order, then the constants in
+        # order (e.g. ``WHERE id = %s LIMIT %s OFFSET %s``): the parameters are
+        # then the converted values followed by this tuple, with no reordering.
+        count = len(self.converters)
+        in_order = self.plan == (*range(count), *range(-1, -1 - len(self.constants), -1))
+        self._tail: tuple[Any, ...] | None = self.constants if in_order else None
 
     def params(self, values: Sequence[Any]) -> list[Any]:
         """The parameters for ``values``; :class:`Fallback` if peewee would not bind one as is."""
@@ -112,6 +118,10 @@ class Statement:
                 if isinstance(value, _SQL_VALUES):
                     raise Fallback
             converted.append(value)
+        tail = self._tail
+        if tail is not None:
+            converted += tail
+            return converted
         constants = self.constants
         return [converted[i] if i >= 0 else constants[-1 - i] for i in self.plan]
 

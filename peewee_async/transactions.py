@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import uuid
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import TransactionError
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from .databases.pool import Pool
 
 Kind = Literal["atomic", "transaction", "savepoint"]
+T = TypeVar("T")
 
 
 class TaskTransactions:
@@ -122,7 +125,9 @@ class Transaction:
 
     async def _begin_root(self) -> TaskTransactions:
         db = self.database
-        pool = await db._get_pool()
+        pool = db._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = await db._get_pool()
         conn = await pool.acquire()
         try:
             await pool.execute(conn, pool.begin_statement, ())
@@ -172,7 +177,8 @@ class Transaction:
         # (from the COMMIT), so a lost transaction never looks committed.
         try:
             # A row stream still open on the connection ends with its transaction.
-            await held.pool.end_streams(held.connection, "its transaction ended")
+            if held.pool.streaming:
+                await held.pool.end_streams(held.connection, "its transaction ended")
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:
@@ -197,31 +203,13 @@ class Transaction:
         """COMMIT, seen through to its answer even when the task is cancelled meanwhile.
 
         Once COMMIT is sent, cutting it off leaves its outcome unknown (the
-        server commits anyway, most of the time). So it runs in a task of its
-        own and is awaited to the end; a cancellation that arrived meanwhile is
-        asked for again, to be raised at the task's next await. That keeps one
-        rule for users: a block that raised wrote nothing, a block that exited
-        normally committed.
+        server commits anyway, most of the time). So it runs shielded (see
+        :func:`run_to_end`): a cancellation that arrives meanwhile is asked for
+        again once the answer is in, to be raised at the task's next await.
+        That keeps one rule for users: a block that raised wrote nothing, a
+        block that exited normally committed.
         """
-        commit = asyncio.ensure_future(self.database._execute_sql("COMMIT", (), held))
-        cancelled: asyncio.CancelledError | None = None
-        try:
-            while not commit.done():
-                try:
-                    await asyncio.shield(commit)
-                except asyncio.CancelledError as exc:
-                    if commit.cancelled():  # the COMMIT's own task: its loop is shutting down
-                        cancelled = None
-                        raise
-                    cancelled = exc  # the caller's: wait on
-        finally:
-            task = asyncio.current_task()
-            if cancelled is not None and task is not None:
-                # cancel() then uncancel(): the request is pending again, and
-                # cancelling() counts it once, as before.
-                task.cancel(cancelled.args[0] if cancelled.args else None)
-                task.uncancel()
-        commit.result()  # the COMMIT's own error, if it failed
+        await run_to_end(self.database._execute_sql("COMMIT", (), held))
 
     # -- ending early, starting anew --------------------------------------
 
@@ -286,3 +274,63 @@ class Transaction:
 
     async def _run(self, held: TaskTransactions, sql: str) -> None:
         await self.database._execute_sql(sql, (), held)
+
+
+async def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` in the running task to its end, whatever cancels the task meanwhile.
+
+    This does what ``asyncio.Task`` does with a coroutine (send it on; while it
+    waits for a future, wait for that future), but the task itself waits for a
+    future of ours. A cancellation of the task reaches that future, never the
+    one ``coro`` awaits (the driver's): it is noted, and asked for again once
+    ``coro`` has ended, so ``cancelling()`` counts it once and the task's next
+    await raises it. ``asyncio.shield`` does the same with a task of its own;
+    here no task is made and no step goes round the event loop twice, which
+    is most of the cost of a transaction's end.
+    """
+    loop = asyncio.get_running_loop()
+    cancelled: asyncio.CancelledError | None = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                yielded = coro.send(None) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            error = None
+            if yielded is None:  # a bare yield (asyncio.sleep(0)): go round the loop once
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
+                continue
+            if getattr(yielded, "_asyncio_future_blocking", None) is None:
+                error = RuntimeError(f"Task got bad yield: {yielded!r}")
+                continue
+            yielded._asyncio_future_blocking = False
+            while not yielded.done():
+                waiter = loop.create_future()
+                wake = functools.partial(_wake, waiter)
+                yielded.add_done_callback(wake)
+                try:
+                    await waiter
+                except asyncio.CancelledError as exc:
+                    yielded.remove_done_callback(wake)
+                    cancelled = exc
+            try:
+                yielded.result()
+            except BaseException as exc:  # passed into coro, as a task passes it
+                error = exc
+    finally:
+        if cancelled is not None:
+            task = asyncio.current_task()
+            if task is not None:
+                # cancel() then uncancel(): the request is pending again, and
+                # cancelling() counts it once, as before.
+                task.cancel(cancelled.args[0] if cancelled.args else None)
+                task.uncancel()
+
+
+def _wake(waiter: asyncio.Future[None], _: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

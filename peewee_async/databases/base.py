@@ -27,11 +27,11 @@ from ..errors import (
     WrongLoopError,
     translate_driver_errors,
 )
+from ..transactions import TaskTransactions, Transaction
 from .pool import Pool, driver_message
 
 if TYPE_CHECKING:
     from ..testing import PinnedTransaction
-    from ..transactions import TaskTransactions, Transaction
 
 query_logger = logging.getLogger("peewee")
 logger = logging.getLogger("peewee.async")
@@ -293,20 +293,14 @@ class AsyncDatabase:
 
     def atomic_async(self) -> Transaction:
         """Async context manager like peewee's ``atomic()``: a transaction, or a savepoint when nested."""
-        from ..transactions import Transaction
-
         return Transaction(self, "atomic")
 
     def transaction_async(self) -> Transaction:
         """Async context manager like peewee's ``transaction()``."""
-        from ..transactions import Transaction
-
         return Transaction(self, "transaction")
 
     def savepoint_async(self, sid: str | None = None) -> Transaction:
         """Async context manager like peewee's ``savepoint()``; needs an open transaction."""
-        from ..transactions import Transaction
-
         return Transaction(self, "savepoint", sid=sid)
 
     # -- running SQL -----------------------------------------------------
@@ -331,8 +325,8 @@ class AsyncDatabase:
     ) -> FetchedCursor:
         """Run one statement on ``held``'s connection, or on one borrowed for it if ``held`` is None.
 
-        The transaction is passed in, not looked up, so that a transaction's own
-        COMMIT can run in a task of its own (see ``Transaction._commit``).
+        The transaction is passed in, not looked up: callers that have it
+        already (``Transaction._commit``, the compiled shapes) skip the look-up.
         """
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
@@ -342,15 +336,25 @@ class AsyncDatabase:
         timeout = self.query_timeout if query_timeout is None else query_timeout
         try:
             if held is not None:
-                return await self._execute_in_transaction(held, sql, params, timeout)
-            pool = self._pool
-            if pool is None or pool.loop is not asyncio.get_running_loop():
-                pool = await self._get_pool()
-            conn = await pool.acquire()
+                pool, conn = held.pool, held.connection
+                self._check_transaction_connection(pool, conn, sql)
+            else:
+                pool = self._pool  # type: ignore[assignment]
+                if pool is None or pool.loop is not asyncio.get_running_loop():
+                    pool = await self._get_pool()
+                conn = await pool.acquire()
+            # One await between the caller and the driver: each coroutine layer
+            # costs about as much as a tenth of peewee-async's own work per statement.
             try:
-                return await self._execute_on(pool, conn, sql, params, timeout, None)
+                return await pool.execute(conn, sql, params, timeout)
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                lost = self._connection_lost_error(pool, conn, sql, exc, held)
+                if lost is None:
+                    raise
+                raise lost from exc
             finally:
-                pool.release(conn)
+                if held is None:
+                    pool.release(conn)
         except Exception as exc:
             error = exc
             raise
@@ -358,14 +362,11 @@ class AsyncDatabase:
             if hooks:
                 self._notify_hooks(sql, params, start, error)  # type: ignore[attr-defined]
 
-    async def _execute_in_transaction(
-        self, held: TaskTransactions, sql: str, params: Sequence[Any], timeout: float | None
-    ) -> FetchedCursor:
-        pool, conn = held.pool, held.connection
+    def _check_transaction_connection(self, pool: Pool, conn: Any, sql: str) -> None:
+        """Raise :class:`ConnectionLost` if the transaction's connection is known lost."""
         # Before COMMIT, look (without a round trip) whether the server already
         # closed the connection: then the outcome is known, not "may or may not".
-        committing = sql.upper().startswith("COMMIT")
-        if pool.connection_lost(conn) if committing else pool.is_closed(conn):
+        if pool.is_closed(conn) or (sql[:6].upper() == "COMMIT" and pool.connection_lost(conn)):
             # Never continue a transaction on another connection: its work so
             # far is gone with the old one.
             raise ConnectionLost(
@@ -373,34 +374,25 @@ class AsyncDatabase:
                 "server rolled the transaction back. Leave the `async with` block and run the "
                 "whole transaction again."
             )
-        return await self._execute_on(pool, conn, sql, params, timeout, held)
 
-    async def _execute_on(
-        self,
-        pool: Pool,
-        conn: Any,
-        sql: str,
-        params: Sequence[Any],
-        timeout: float | None,
-        held: TaskTransactions | None,
-    ) -> FetchedCursor:
-        try:
-            return await pool.execute(conn, sql, params, timeout)
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            if isinstance(exc, ConnectionLost | QueryTimeout) or not pool.is_closed(conn):
-                raise
-            if held is None:
-                what = "the statement may or may not have run. The next query takes another connection"
-            elif sql.upper().startswith("COMMIT"):
-                what = (
-                    "it broke during COMMIT, so the transaction may or may not have been committed. "
-                    "Check the data before running the transaction again"
-                )
-            else:
-                what = (
-                    "the server rolled the transaction back, nothing of it was committed. Leave "
-                    "the `async with` block and run the whole transaction again"
-                )
-            raise ConnectionLost(
-                f"The connection to {self.describe()} was lost ({driver_message(exc)}): {what}."
-            ) from exc
+    def _connection_lost_error(
+        self, pool: Pool, conn: Any, sql: str, exc: Exception, held: TaskTransactions | None
+    ) -> ConnectionLost | None:
+        """The :class:`ConnectionLost` that ``exc`` from a statement on ``conn`` stands for, if any."""
+        if isinstance(exc, ConnectionLost | QueryTimeout) or not pool.is_closed(conn):
+            return None
+        if held is None:
+            what = "the statement may or may not have run. The next query takes another connection"
+        elif sql[:6].upper() == "COMMIT":
+            what = (
+                "it broke during COMMIT, so the transaction may or may not have been committed. "
+                "Check the data before running the transaction again"
+            )
+        else:
+            what = (
+                "the server rolled the transaction back, nothing of it was committed. Leave "
+                "the `async with` block and run the whole transaction again"
+            )
+        return ConnectionLost(
+            f"The connection to {self.describe()} was lost ({driver_message(exc)}): {what}."
+        )

@@ -20,6 +20,9 @@ except ImportError:  # pragma: no cover - reported when a pool opens
 # peewee passes pymysql-style connect arguments; aiomysql names two of them otherwise.
 _RENAMED_PARAMS = {"passwd": "password", "database": "db"}
 
+# The most rows a connection's kept cursor may hold on to (see AiomysqlPool._execute_raw).
+_KEPT_RESULT_ROWS = 100
+
 
 class AiomysqlPool(Pool):
     """A pool of aiomysql connections in autocommit mode."""
@@ -91,7 +94,12 @@ class AiomysqlPool(Pool):
             side.close()
 
     async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
-        cursor = await conn.cursor()
+        # As on aiopg (see AiopgPool._execute_raw), a connection keeps its cursor
+        # while results are small: making and closing one costs a few microseconds
+        # a statement, a transaction's four statements more than a tenth of our time.
+        cursor = conn.__dict__.pop("_peewee_async_cursor", None)
+        if cursor is None or conn.closed:
+            cursor = await conn.cursor()  # on a closed connection: the driver's own error
         try:
             await cursor.execute(sql, params or None)
             description = cursor.description
@@ -106,7 +114,10 @@ class AiomysqlPool(Pool):
             # close the connection instead, so the cancellation takes effect now.
             conn.close()
             raise
-        await cursor.close()
+        if len(rows) <= _KEPT_RESULT_ROWS:
+            conn._peewee_async_cursor = cursor
+        else:
+            await cursor.close()
         return result
 
     async def _open_stream_raw(

@@ -355,6 +355,11 @@ class Pool(ABC):
             "run queries while going through them."
         )
 
+    @property
+    def streaming(self) -> bool:
+        """Whether any connection is lent to a row stream now."""
+        return bool(self._streams)
+
     async def end_streams(self, conn: Any, reason: str) -> None:
         """Close the stream still open on ``conn`` (its transaction is ending), if any."""
         lease = self._streams.get(conn)
