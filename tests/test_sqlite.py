@@ -323,16 +323,21 @@ LOOPS_SCRIPT = textwrap.dedent(
 )
 
 
-def test_database_reused_after_its_loop_closed_and_never_closed_exits(tmp_path):
+def run_script(script: str, database_file: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a process of its own with the database file as its argument; it must succeed."""
     done = subprocess.run(
-        [sys.executable, "-c", LOOPS_SCRIPT, str(tmp_path / "loops.db")],
+        [sys.executable, "-c", script, str(database_file)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "1"
+    return done
+
+
+def test_database_reused_after_its_loop_closed_and_never_closed_exits(tmp_path):
+    assert run_script(LOOPS_SCRIPT, tmp_path / "loops.db").stdout.strip() == "1"
 
 
 CUT_OFF_SCRIPT = textwrap.dedent(
@@ -357,13 +362,6 @@ CUT_OFF_SCRIPT = textwrap.dedent(
 
 
 def test_statement_finishing_after_its_loop_closed_is_quiet(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", CUT_OFF_SCRIPT, str(tmp_path / "cut.db")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(CUT_OFF_SCRIPT, tmp_path / "cut.db")
     assert done.stdout.strip() == "left running"
     assert "Traceback" not in done.stderr, done.stderr
