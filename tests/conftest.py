@@ -195,6 +195,20 @@ async def db(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
 
 
 @pytest.fixture
+async def observer(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
+    """A second database object for the backend's server, with connections of its own.
+
+    It only ever sees committed rows, and looks at (or kills) the server
+    sessions of the database under test.
+    """
+    other = make_database(backend)
+    try:
+        yield other
+    finally:
+        await other.close_async()
+
+
+@pytest.fixture
 def objects(db: peewee_async.AsyncDatabase) -> peewee_async.Manager:
     return peewee_async.Manager(db)
 

@@ -19,7 +19,6 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import peewee
@@ -61,15 +60,6 @@ def timed_sleep_sql(backend: str) -> str:
 
 def session_id_sql(backend: str) -> str:
     return "SELECT pg_backend_pid()" if is_postgres(backend) else "SELECT CONNECTION_ID()"
-
-
-@pytest.fixture
-async def observer(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
-    other = make_database(backend)
-    try:
-        yield other
-    finally:
-        await other.close_async()
 
 
 async def committed_texts(observer: peewee_async.AsyncDatabase) -> list[str]:

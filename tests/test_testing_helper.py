@@ -18,21 +18,11 @@ import peewee_async
 from peewee_async import PoolTimeout, TransactionError
 from peewee_async.testing import rollback
 
-from .conftest import make_database
 from .models import TestModel
 
 
 class Boom(Exception):
     """Raised by a test to leave a block with an error."""
-
-
-@pytest.fixture
-async def observer(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
-    other = make_database(backend)
-    try:
-        yield other
-    finally:
-        await other.close_async()
 
 
 async def committed(observer: peewee_async.AsyncDatabase) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -28,16 +28,6 @@ from .models import TestModel, TestModelAlpha
 
 class Boom(Exception):
     """Raised by a test to leave a block with an error."""
-
-
-@pytest.fixture
-async def observer(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
-    """A second database object for the same server: it only ever sees committed rows."""
-    other = make_database(backend)
-    try:
-        yield other
-    finally:
-        await other.close_async()
 
 
 async def committed(observer: peewee_async.AsyncDatabase, model: type[peewee.Model] = TestModel) -> list[str]:

@@ -1,3 +1,3 @@
 """Fixtures of the fault-injection tests (defined in :mod:`tests.faults.proxy`)."""
 
-from .proxy import faulty, observer, proxy  # noqa: F401
+from .proxy import faulty, proxy  # noqa: F401

@@ -188,17 +188,6 @@ def direct_database(backend: str, **overrides: Any) -> peewee_async.AsyncDatabas
 
 
 @pytest.fixture
-async def observer(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
-    """A direct database with connections of its own, to look at (and kill) server sessions."""
-    _require_server(BACKENDS[backend][0])
-    other = direct_database(backend)
-    try:
-        yield other
-    finally:
-        await other.close_async()
-
-
-@pytest.fixture
 async def faulty(backend: str, proxy: Proxy) -> AsyncIterator[peewee_async.AsyncDatabase]:
     """A database of the backend's class that connects through ``proxy``; the test models are bound
     to it and their tables are empty. Timeouts are short so that a fault shows within seconds.
