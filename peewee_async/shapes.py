@@ -236,10 +236,6 @@ def _plain_field(model: Any, field: Any) -> bool:
 
 # -- model rows ----------------------------------------------------------------
 
-# A column of a row builder: its index, its converter, and the types of the
-# values the converter returns unchanged (None: convert every value).
-_Column = tuple[int, Callable[[Any], Any], "set[type] | None"]
-
 
 def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
     """A function making instances of ``model`` from rows of ``fields``, or ``None``.
@@ -249,73 +245,69 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
     dirty fields, no related objects cached.
     """
     names = [field.name for field in fields]
-    if len(set(names)) != len(names) or not _plain_model(model):
+    if not names or len(set(names)) != len(names) or not _plain_model(model):
+        return None
+    # peewee's cursor wrappers read some other names (with quotes, dots) into
+    # other attributes: what they do with those is theirs to do.
+    if not all(name.isidentifier() for name in names):
         return None
     for field in fields:
         if not (isinstance(field, _Field) and not isinstance(field, peewee.FieldAlias)):
             return None
         if model._meta.fields.get(field.name) is not field or not field._coerce:
             return None
-    # peewee's Field.python_value is "None stays None, else adapt()". For the
-    # fields that keep it we call adapt() directly, and not at all for None or
-    # for a value of the one type its adapt() returns unchanged; a column with
-    # only such values is not converted at all. Fields with a python_value of
-    # their own get every value, None too.
-    columns: list[_Column] = []
-    for index, field in enumerate(fields):
-        if type(field).python_value is _Field.python_value:
-            columns.append((index, field.adapt, {_NoneType, _UNCHANGED.get(type(field).adapt, _NoneType)}))
-        else:
-            columns.append((index, field.python_value, None))
-    new = object.__new__
-
-    def build(rows: Sequence[Sequence[Any]]) -> list[Any]:
-        if len(rows) == 1:
-            rows = [_convert_row(rows[0], columns)]
-        elif rows:
-            rows = _convert(rows, columns)
-        instances: list[Any] = []
-        append = instances.append
-        for row in rows:
-            instance = new(model)
-            instance.__data__ = dict(zip(names, row))  # noqa: B905 (rows have one value per name)
-            instance._dirty = set()
-            instance.__rel__ = {}
-            append(instance)
-        return instances
-
-    return build
+    return _compile_builder(model, fields)
 
 
-def _convert_row(row: Sequence[Any], columns: Sequence[_Column]) -> Sequence[Any]:
-    """One row converted as :func:`_convert` converts many."""
-    converted = list(row)
-    for index, convert, unchanged in columns:
-        value = converted[index]
-        if unchanged is None or type(value) not in unchanged:
-            converted[index] = convert(value)
-    return converted
+def _compile_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]]:
+    """The body of :func:`row_builder`, written out for this model and these fields.
 
-
-def _convert(rows: Sequence[Sequence[Any]], columns: Sequence[_Column]) -> Sequence[Sequence[Any]]:
-    """``rows`` with each value through its column's converter, column by column.
-
-    A column whose values all have a type in its ``unchanged`` set is left as it is.
+    A loop specialised to the shape, unpacking each row into locals, and a
+    dict display for ``__data__``, is what lets 1,000 rows become instances in
+    less time than ``dict(zip(columns, row))`` takes to make 1,000 dicts.
     """
-    table: list[Sequence[Any]] = list(zip(*rows))  # noqa: B905
-    converted = False
-    for index, convert, unchanged in columns:
-        values = table[index]
-        if unchanged is None:
-            table[index] = list(map(convert, values))
-        elif not set(map(type, values)) <= unchanged:
-            table[index] = [value if type(value) in unchanged else convert(value) for value in values]
+    # The generated code names values v<i>, converters c<i> and types t<i>; field
+    # names appear only as repr()'d dict keys, so keywords ("from") are safe too.
+    namespace: dict[str, Any] = {"new": object.__new__, "model": model}
+    convert: list[str] = []
+    for index, field in enumerate(fields):
+        value = f"v{index}"
+        if type(field).python_value is _Field.python_value:
+            # peewee's Field.python_value is "None stays None, else adapt()". We
+            # call adapt() directly, and not for a value of the one type that
+            # field class's adapt() returns unchanged.
+            namespace[f"c{index}"] = field.adapt
+            unchanged = _UNCHANGED.get(type(field).adapt)
+            if unchanged is None:
+                convert.append(f"if {value} is not None: {value} = c{index}({value})")
+            else:
+                namespace[f"t{index}"] = unchanged
+                convert.append(
+                    f"if type({value}) is not t{index} and {value} is not None: {value} = c{index}({value})"
+                )
         else:
-            continue
-        converted = True
-    if not converted:
-        return rows
-    return list(zip(*table))  # noqa: B905
+            # A python_value of the field's own gets every value, None too.
+            namespace[f"c{index}"] = field.python_value
+            convert.append(f"{value} = c{index}({value})")
+    targets = "".join(f"v{index}, " for index in range(len(fields)))
+    data = ", ".join(f"{field.name!r}: v{index}" for index, field in enumerate(fields))
+    body = "\n".join(f"        {line}" for line in convert)
+    source = f"""\
+def build(rows):
+    instances = []
+    append = instances.append
+    for {targets}in rows:
+{body}
+        instance = new(model)
+        instance.__data__ = {{{data}}}
+        instance._dirty = set()
+        instance.__rel__ = {{}}
+        append(instance)
+    return instances
+"""
+    exec(compile(source, f"<peewee_async row builder of {model.__name__}>", "exec"), namespace)
+    build: Callable[[Sequence[Sequence[Any]]], list[Any]] = namespace["build"]
+    return build
 
 
 def select_row_builder(

@@ -142,6 +142,20 @@ class SoftDeleted(peewee.Model):
         return super().select(*fields).where(cls.deleted == False)  # noqa: E712
 
 
+class Awkward(peewee.Model):
+    """Field names no Python variable can have: the row builder writes code for each shape.
+
+    peewee's own row machinery reads the second one into an attribute ``it``:
+    its rows go peewee's way.
+    """
+
+    vars()["from"] = peewee.CharField(max_length=20)
+    vars()["it's \\ {x}"] = peewee.IntegerField(column_name="its", null=True)
+
+    class Meta:
+        table_name = "fast_awkward"
+
+
 class Initialised(peewee.Model):
     """Overrides __init__: rows must be made through it."""
 
@@ -162,6 +176,7 @@ FAST_MODELS = [
     Schemed,
     Growing,
     SoftDeleted,
+    Awkward,
     Initialised,
 ]
 
@@ -377,6 +392,7 @@ async def test_select_rows_match_peewees_wrapper(objects, models, every_values):
         Every.select().order_by(Every.id),
         Every.select(Every.id, Every.amount, Every.clock, Every.tags).order_by(Every.id),
         Every.select(Every.shout, Every.kind, Every.flag).where(Every.integer > 1).order_by(Every.id),
+        Every.select(Every.day).order_by(Every.id),
     ]
     for query in queries:
         fast = await objects.execute(query.clone())
@@ -395,6 +411,23 @@ async def test_select_rows_convert_a_column_with_any_value_to_convert(objects, m
     assert [row.shout for row in fast] == [None, "X"]
     assert [row.flag for row in fast] == [False, False]
     assert all(type(row.flag) is bool for row in fast)
+
+
+async def test_select_rows_of_fields_named_unlike_python_variables(objects, models):
+    odd = "it's \\ {x}"
+    assert list(Awkward._meta.fields) == ["id", "from", odd]
+    assert shapes.row_builder(Awkward, [Awkward.id, Awkward._meta.fields["from"]]) is not None
+    assert shapes.row_builder(Awkward, list(Awkward._meta.sorted_fields)) is None
+    await objects.create(Awkward, **{"from": "a", odd: 1})
+    await objects.create(Awkward, **{"from": "b"})
+    for query in (Awkward.select(Awkward.id, Awkward._meta.fields["from"]), Awkward.select()):
+        query = query.order_by(Awkward.id)
+        fast = await objects.execute(query.clone())
+        reference = sync(objects, lambda query=query: list(query.clone()))
+        assert [state(row) for row in fast] == [state(row) for row in reference]
+    assert [row.__data__["from"] for row in fast] == ["a", "b"]
+    found = await objects.get(Awkward, **{"from": "b"})
+    assert state(found) == state(reference[1])
 
 
 async def test_iterating_an_executed_select_reads_its_rows_again(db, objects, models):
