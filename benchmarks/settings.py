@@ -1,4 +1,4 @@
-"""Where the servers are: the same settings as the tests.
+"""Where the servers are: the same settings as the tests (see ``tests/servers.py``).
 
 ``tests.json`` at the repository root (see ``tests.json.sample``), then the
 environment (``POSTGRES_HOST``, ``POSTGRES_PORT``, ``POSTGRES_USER``,
@@ -7,29 +7,6 @@ benchmark makes tables of its own there (``bench_item_<pid>``, ``bench_stream_<p
 drops them when it is done.
 """
 
-from __future__ import annotations
+from tests.servers import ROOT, server_settings
 
-import json
-import os
-import pathlib
-from typing import Any
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "postgres": {"database": "test", "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""},
-    "mysql": {"database": "test", "host": "127.0.0.1", "port": 3306, "user": "root", "password": ""},
-}
-ENV_KEYS = {"database": "DB", "host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
-
-
-def server_settings(server: str) -> dict[str, Any]:
-    """Connection settings of ``server`` ("postgres" or "mysql"), as the tests read them."""
-    settings = dict(DEFAULTS[server])
-    config_file = ROOT / "tests.json"
-    if config_file.exists():
-        settings.update(json.loads(config_file.read_text()).get(server, {}))
-    for key, suffix in ENV_KEYS.items():
-        value = os.environ.get(f"{server.upper()}_{suffix}")
-        if value is not None:
-            settings[key] = int(value) if key == "port" else value
-    return settings
+__all__ = ["ROOT", "server_settings"]

@@ -5,9 +5,10 @@ reads it from the server a chunk at a time, so memory stays bounded however
 many rows the query returns. Each driver module streams in its own way behind
 one small hook (:meth:`~peewee_async.databases.pool.Pool._open_stream_raw`):
 a server-side cursor on PostgreSQL, an unbuffered ``SSCursor`` on MySQL,
-``fetchmany`` on SQLite. The rows go through the query's own peewee cursor
-wrapper, so they are the same model instances, dicts, tuples or named tuples
-that ``execute()`` gives.
+``fetchmany`` on SQLite. Each chunk's rows are made as ``execute()`` makes
+them (a plain model select's instances directly, see :mod:`.shapes`; anything
+else through the query's own peewee cursor wrapper), so they are the same
+model instances, dicts, tuples or named tuples that ``execute()`` gives.
 
 The stream holds one connection from its first row until it is closed: the
 running task's transaction connection inside ``atomic()``, else a connection of
@@ -20,19 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import peewee
 
+from . import shapes
 from .databases.pool import driver_message
 from .errors import ConnectionLost, QueryTimeout
 from .execution import database_of
 
 if TYPE_CHECKING:
     from .databases.base import AsyncDatabase
-    from .databases.pool import Pool, RawStream, StreamLease
+    from .databases.leases import StreamLease
+    from .databases.pool import Pool, RawStream
 
 query_logger = logging.getLogger("peewee")
 logger = logging.getLogger("peewee.async")
@@ -88,8 +91,8 @@ class RowStream:
         self._pool: Pool | None = None
         self._conn: Any = None
         self._raw: RawStream | None = None
-        self._process: Any = None
-        self._rows: Sequence[Sequence[Any]] = ()
+        self._process: Callable[[Sequence[Sequence[Any]]], Sequence[Any]] | None = None
+        self._rows: Sequence[Any] = ()
         self._index = 0
 
     def __repr__(self) -> str:
@@ -105,7 +108,7 @@ class RowStream:
         index = self._index
         if index < len(self._rows):
             self._index = index + 1
-            return self._process(self._rows[index])
+            return self._rows[index]
         return await self._next_chunk()
 
     async def _next_chunk(self) -> Any:
@@ -134,12 +137,22 @@ class RowStream:
             await self.aclose()
             raise StopAsyncIteration
         if self._process is None:
-            wrapper = self.query._get_cursor_wrapper(_Description(self._raw.description))
-            wrapper.initialize()
-            self._process = wrapper.process_row
-        self._rows = rows
+            self._process = self._row_maker()
+        # A chunk at a time: the rows of one chunk are in memory already.
+        self._rows = self._process(rows)
         self._index = 1
-        return self._process(rows[0])
+        return self._rows[0]
+
+    def _row_maker(self) -> Callable[[Sequence[Sequence[Any]]], Sequence[Any]]:
+        """What makes a chunk of rows into what ``execute()`` would give for them."""
+        build = shapes.select_row_builder(self.database, self.query)
+        if build is not None:
+            return build  # a plain model select: instances made directly, as execute() does
+        assert self._raw is not None
+        wrapper = self.query._get_cursor_wrapper(_Description(self._raw.description))
+        wrapper.initialize()
+        process = wrapper.process_row
+        return lambda rows: [process(row) for row in rows]
 
     async def _start(self) -> None:
         self._started = True
@@ -155,11 +168,11 @@ class RowStream:
             conn, owned = await pool.acquire(), True
         try:
             if not owned:
-                await pool.wait_stream_closed(conn)  # refuses while another loop streams on it
+                await pool.streams.wait_closed(conn)  # refuses while another loop streams on it
             # The pool refers to the stream weakly: a loop left with `break` must
             # be able to drop the stream at once.
             ref = weakref.WeakMethod(self._begin_close)
-            self._lease = pool.lend_to_stream(conn, owned, lambda: (method := ref()) and method())
+            self._lease = pool.streams.lend(conn, owned, lambda: (method := ref()) and method())
         except BaseException:
             if owned:
                 pool.release(conn)

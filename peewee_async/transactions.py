@@ -177,8 +177,8 @@ class Transaction:
         # (from the COMMIT), so a lost transaction never looks committed.
         try:
             # A row stream still open on the connection ends with its transaction.
-            if held.pool.streaming:
-                await held.pool.end_streams(held.connection, "its transaction ended")
+            if held.pool.streams:
+                await held.pool.streams.close_on(held.connection, "its transaction ended")
             if not held.begun:
                 return  # ended inside the block with commit/rollback(begin=False)
             if failed:

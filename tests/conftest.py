@@ -11,7 +11,6 @@ needs no server: its tests use a file in a temporary folder of this run.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import pathlib
 import shutil
@@ -26,15 +25,8 @@ import pytest
 import peewee_async
 import peewee_asyncext
 
+from . import servers
 from .models import ALL_MODELS
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEFAULTS = {
-    "postgres": {"database": "test", "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""},
-    "mysql": {"database": "test", "host": "127.0.0.1", "port": 3306, "user": "root", "password": ""},
-}
-ENV_KEYS = {"database": "DB", "host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
-
 
 _sqlite_folder: pathlib.Path | None = None
 
@@ -51,15 +43,7 @@ def sqlite_path(name: str = "test.db") -> str:
 def server_settings(server: str) -> dict[str, Any]:
     if server == "sqlite":
         return {"database": sqlite_path()}
-    settings = dict(DEFAULTS[server])
-    config_file = ROOT / "tests.json"
-    if config_file.exists():
-        settings.update(json.loads(config_file.read_text()).get(server, {}))
-    for key, suffix in ENV_KEYS.items():
-        value = os.environ.get(f"{server.upper()}_{suffix}")
-        if value is not None:
-            settings[key] = int(value) if key == "port" else value
-    return settings
+    return servers.server_settings(server)
 
 
 # peewee 3.17 sets sql_mode to PIPES_AS_CONCAT alone, dropping the server's

@@ -27,8 +27,9 @@ import pytest
 import peewee_async
 from peewee_async import PoolTimeout
 
-from .conftest import BACKENDS, POOLED, ROOT, make_database
+from .conftest import BACKENDS, POOLED, make_database
 from .models import TestModel
+from .servers import ROOT
 
 # -- helpers -----------------------------------------------------------------
 

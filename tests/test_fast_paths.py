@@ -1,9 +1,10 @@
 """The compiled shapes and the direct row builder give exactly what peewee gives.
 
 Each fast path (``get``, ``create``, ``update``, ``delete``, ``count`` of a
-model, and model rows of a plain select) is compared with peewee's own path:
-sync peewee inside ``objects.allow_sync()``, and the generic async path (a
-``.objects()`` select goes through peewee's own cursor wrapper). The SQL and
+model, and model rows of a plain select, executed or streamed) is compared
+with peewee's own path: sync peewee inside ``objects.allow_sync()``, and the
+generic async path (a ``.objects()`` select goes through peewee's own cursor
+wrapper). The SQL and
 parameters each path sends are compared too, read from the ``peewee`` logger.
 Then the cases where a cached statement must not be reused: fields added and
 removed, another table name or schema, another database, ``init()``.
@@ -398,8 +399,10 @@ async def test_select_rows_match_peewees_wrapper(objects, models, every_values):
         fast = await objects.execute(query.clone())
         generic = await objects.execute(query.clone().objects())
         reference = sync(objects, lambda query=query: list(query.clone()))
+        streamed = [row async for row in objects.iterate(query.clone(), chunk_size=4)]
         assert [state(row) for row in fast] == [state(row) for row in reference]
         assert [state(row) for row in fast] == [state(row) for row in generic]
+        assert [state(row) for row in streamed] == [state(row) for row in reference]
 
 
 async def test_select_rows_convert_a_column_with_any_value_to_convert(objects, models):

@@ -89,7 +89,7 @@ async def assert_clean(db: peewee_async.AsyncDatabase, objects: peewee_async.Man
     assert pool is not None
     await pool.settle()
     assert pool.used == 0
-    assert not pool._streams
+    assert not pool.streams
     assert await open_transactions_on_server(db, backend) == 0
     assert await objects.count(TestModel.select()) >= 0  # the pool serves the next query
 

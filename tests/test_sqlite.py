@@ -23,7 +23,7 @@ import pytest
 
 import peewee_async
 
-from .conftest import ROOT
+from .servers import ROOT
 
 
 class Entry(peewee.Model):

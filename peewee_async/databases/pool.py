@@ -4,8 +4,9 @@ A driver module (``postgres.py`` on aiopg, ``mysql.py`` on aiomysql) subclasses
 :class:`Pool` and fills in the few hooks that differ between drivers: how to
 open the driver's own pool, run one statement, stream the rows of one select, and
 tell whether a connection is still inside a transaction. Acquire timeouts,
-rollback of dirty connections, the bookkeeping of connections lent to a row
-stream and cleanup under cancellation live here, once.
+statement timeouts, rollback of dirty connections and cleanup under
+cancellation live here, once; which connections are lent to a row stream is
+kept by :mod:`.leases`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import asyncio
 import logging
 import select
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import peewee
 
 from ..cursor import FetchedCursor
 from ..errors import ConnectionLost, PoolTimeout, QueryTimeout, translate_driver_errors
+from .leases import StreamLease, StreamLeases
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -50,30 +52,6 @@ class RawStream(ABC):
         """Leave the connection ready for the next statement, even if rows are left unread."""
 
 
-class StreamLease:
-    """A connection lent to one row stream, from its first row until it is closed.
-
-    :attr:`closing` is the task that ends the stream once that has begun: a
-    statement sent to the connection meanwhile waits for it, while a statement
-    sent before it has begun is refused (see :meth:`Pool.execute`).
-    """
-
-    __slots__ = ("task", "owned", "closing", "ended", "begin_close")
-
-    def __init__(
-        self, task: asyncio.Task[Any] | None, owned: bool, begin_close: Callable[[], object]
-    ) -> None:
-        self.task = task
-        # True: the stream took the connection from the pool and gives it back;
-        # False: the connection belongs to the task's open transaction.
-        self.owned = owned
-        self.closing: asyncio.Task[None] | None = None
-        # Why the stream was ended from outside (its transaction ended), if it was.
-        self.ended: str | None = None
-        # Starts the stream's closing task (and sets ``closing``).
-        self.begin_close = begin_close
-
-
 class Pool(ABC):
     """Connections of one database on one event loop."""
 
@@ -101,7 +79,7 @@ class Pool(ABC):
         # protocol state is unknown, so they are closed, never reused.
         self._interrupted: set[Any] = set()
         # Connections lent to a row stream (peewee_async.streaming) until it ends.
-        self._streams: dict[Any, StreamLease] = {}
+        self.streams = StreamLeases(database)
         # Connections whose statement the server was told to stop (query_timeout).
         # A stream's statement outlives the step that timed out: the stop may
         # show only in a later step's error, which then is a QueryTimeout too.
@@ -194,8 +172,8 @@ class Pool(ABC):
         An idle connection that the server closed (killed, restarted, timed
         out) is noticed here, without a round trip, and replaced.
         """
-        if self._streams:
-            self._check_not_held_by_own_streams()
+        if self.streams:
+            self.streams.check_not_all_held(asyncio.current_task(), self.max_size)
         try:
             while True:
                 conn = await self._acquire_one()
@@ -207,12 +185,14 @@ class Pool(ABC):
             raise self._timeout_error() from None
 
     async def _acquire_one(self) -> Any:
+        could_open = False
         try:
             if self._free_now():
                 # Arming the timeout costs more than the rest of the acquire: skip
                 # it when nothing will be waited for.
                 with translate_driver_errors:
                     return await self._acquire_raw()
+            could_open = self.size < self.max_size
             # asyncio.timeout adds no task in between: once the driver has
             # handed us a connection, no cancellation can lose it.
             async with asyncio.timeout(self.acquire_timeout):
@@ -227,6 +207,10 @@ class Pool(ABC):
             if isinstance(exc, peewee.OperationalError):
                 message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
                 raise type(exc)(message) from exc
+            if isinstance(exc, TimeoutError) and could_open and self.size < self.max_size:
+                # The pool had room for a new connection all along: the wait was
+                # for one to open (the drivers' pools open them inside acquire).
+                raise self._connect_timeout_error() from None
             raise
 
     def _timeout_error(self) -> PoolTimeout:
@@ -238,26 +222,16 @@ class Pool(ABC):
             "its own, so with every connection held it waits until this timeout."
         )
 
+    def _connect_timeout_error(self) -> peewee.OperationalError:
+        return peewee.OperationalError(
+            f"Could not connect to {self.database.describe()} within "
+            f"acquire_timeout={self.acquire_timeout}s: a new connection was being opened "
+            f"({self.used} of max_connections={self.max_size} in use) and the server did not "
+            "answer. Check that the server is up and the network between reaches it."
+        )
+
     def _wake_next_waiter(self) -> None:  # noqa: B027 - an optional hook
         """Wake a task waiting in ``_acquire_raw`` if a connection is free or may open; a driver hook."""
-
-    def _check_not_held_by_own_streams(self) -> None:
-        # A task whose own row streams hold every connection would wait for
-        # one of them for ever: they cannot end while the task waits.
-        task = asyncio.current_task()
-        mine = sum(
-            1
-            for lease in self._streams.values()
-            # A stream that is closing gives its connection back by itself.
-            if lease.owned and lease.task is task and lease.closing is None
-        )
-        if mine >= self.max_size:
-            raise peewee.InterfaceError(
-                f"Every connection of {self.database.describe()} (max_connections={self.max_size}) "
-                "is held by an iterate() loop of this task, so this query would wait for ever. "
-                "Run the query after the loop, fetch the rows with `await objects.execute(query)` "
-                "instead of iterating, or raise max_connections."
-            )
 
     async def execute(
         self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
@@ -272,8 +246,8 @@ class Pool(ABC):
                 "connection was closed, which rolled the transaction back. Leave the "
                 "`async with` block and run the whole transaction again."
             )
-        if self._streams:
-            await self.wait_stream_closed(conn)
+        if self.streams:
+            await self.streams.wait_closed(conn)  # refuses while a stream is open on it
         try:
             return await self._guarded(conn, self._execute_raw(conn, sql, params), timeout, sql)
         finally:
@@ -323,53 +297,10 @@ class Pool(ABC):
 
     # -- row streams -----------------------------------------------------
 
-    def lend_to_stream(self, conn: Any, owned: bool, begin_close: Callable[[], object]) -> StreamLease:
-        """Mark ``conn`` as busy with a row stream of the running task."""
-        if conn in self._streams:
-            raise self._busy_error()
-        lease = self._streams[conn] = StreamLease(asyncio.current_task(), owned, begin_close)
-        return lease
-
     def end_lease(self, conn: Any, lease: StreamLease) -> None:
         """The stream is over: ``conn`` takes statements again."""
-        if self._streams.get(conn) is lease:
-            del self._streams[conn]
+        if self.streams.end(conn, lease):
             self._stop_sent.discard(conn)
-
-    async def wait_stream_closed(self, conn: Any) -> None:
-        """Wait until a stream that is closing on ``conn`` has closed; refuse while one is open."""
-        lease = self._streams.get(conn)
-        if lease is None:
-            return
-        if lease.closing is None:
-            raise self._busy_error()
-        # A stream let go of (its loop left with `break`) is closing: wait for it.
-        await asyncio.shield(lease.closing)
-
-    def _busy_error(self) -> peewee.InterfaceError:
-        return peewee.InterfaceError(
-            f"The connection of {self.database.describe()} is streaming the rows of an iterate() "
-            "loop that is still open, and takes no other statement until the loop ends. Finish "
-            "or close the loop first (`async with objects.iterate(query) as rows:` closes it at "
-            "the end of the block), or fetch the rows with `await objects.execute(query)` to "
-            "run queries while going through them."
-        )
-
-    @property
-    def streaming(self) -> bool:
-        """Whether any connection is lent to a row stream now."""
-        return bool(self._streams)
-
-    async def end_streams(self, conn: Any, reason: str) -> None:
-        """Close the stream still open on ``conn`` (its transaction is ending), if any."""
-        lease = self._streams.get(conn)
-        if lease is None:
-            return
-        if lease.closing is None:
-            lease.ended = reason
-            lease.begin_close()
-        if lease.closing is not None:
-            await asyncio.shield(lease.closing)
 
     # A stream's steps are bounded by the database's query_timeout as statements
     # are: without it a network gone silent mid-loop would hang the loop.
@@ -447,15 +378,14 @@ class Pool(ABC):
         cancellation of the caller does not reach.
         """
         self._stop_sent.discard(conn)
-        lease = self._streams.get(conn)
-        if lease is not None and not lease.owned:
+        lease = self.streams.of_transaction(conn)
+        if lease is not None:
             # A transaction's connection given back while a stream still closes on
             # it (the transaction's end was cancelled): give it back after that.
             if lease.closing is not None:
                 lease.closing.add_done_callback(lambda _: self.release(conn))
                 return
-            del self._streams[conn]
-            lease.ended = "its connection was given back to the pool"
+            self.streams.revoke(conn, lease, "its connection was given back to the pool")
             self._interrupted.add(conn)
         if conn in self._interrupted:
             self._interrupted.discard(conn)

@@ -23,7 +23,8 @@ import pytest
 
 import peewee_async
 
-from ..conftest import ROOT, _require_server, server_settings
+from ..conftest import _require_server, server_settings
+from ..servers import ROOT
 
 _missing = [
     name

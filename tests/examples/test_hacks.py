@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from ..conftest import ROOT, _require_server, server_settings
+from ..conftest import _require_server, server_settings
+from ..servers import ROOT
 
 TOP_1 = "huey: huey 4 | mickey: mickey 3 | zaizee: zaizee 1"
 TOP_2 = "huey: huey 4, huey 3 | mickey: mickey 3, mickey 2 | zaizee: zaizee 1"

@@ -27,7 +27,8 @@ import peewee_async
 from examples.twitter import auth
 from examples.twitter.models import MODELS, Message, Relationship, User
 
-from ..conftest import ROOT, _require_server, server_settings
+from ..conftest import _require_server, server_settings
+from ..servers import ROOT
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22"}
 START_TIMEOUT = 30.0

@@ -107,7 +107,7 @@ def long_query(backend: str) -> peewee.RawQuery:
 def stream_connection(db: peewee_async.AsyncDatabase) -> object:
     pool = db.pool
     assert pool is not None
-    (conn,) = pool._streams
+    (conn,) = pool.streams
     return conn
 
 

@@ -113,3 +113,21 @@ async def test_refused_new_connection_after_start(backend, faulty, proxy: Proxy)
     proxy.restore()
     assert (await faulty.execute_sql_async("SELECT 1")).fetchone() == (1,)
     assert faulty.pool.used == 0
+
+
+async def test_stalled_new_connection_after_start(backend, faulty, proxy: Proxy):
+    """The pool is open, its connection is cut, and new ones stall: a connect error, not "all in use"."""
+    assert (await faulty.execute_sql_async("SELECT 1")).fetchone() == (1,)
+    proxy.stall()
+    proxy.cut()
+    async with asyncio.timeout(faulty.acquire_timeout + 3):
+        with pytest.raises(peewee.OperationalError) as raised:
+            await faulty.execute_sql_async("SELECT 1")
+    assert not isinstance(raised.value, peewee_async.PoolTimeout)
+    assert_names_the_server(raised.value, "127.0.0.1", proxy.port, settings(backend)["database"])
+    assert f"within acquire_timeout={faulty.acquire_timeout}s" in str(raised.value)
+    assert "server did not answer" in str(raised.value)
+    assert faulty.pool.used == 0
+    proxy.restore()
+    assert (await faulty.execute_sql_async("SELECT 1")).fetchone() == (1,)
+    assert faulty.pool.used == 0

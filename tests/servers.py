@@ -1,0 +1,34 @@
+"""Where the database servers of the tests (and of the benchmarks) are.
+
+``tests.json`` at the repository root (copy ``tests.json.sample``), then the
+environment (``POSTGRES_HOST``, ``POSTGRES_PORT``, ``POSTGRES_USER``,
+``POSTGRES_PASSWORD``, ``POSTGRES_DB`` and the same with ``MYSQL_``), over the
+defaults of a local server with trust authentication.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "postgres": {"database": "test", "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""},
+    "mysql": {"database": "test", "host": "127.0.0.1", "port": 3306, "user": "root", "password": ""},
+}
+ENV_KEYS = {"database": "DB", "host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
+
+
+def server_settings(server: str) -> dict[str, Any]:
+    """Connection settings of ``server`` ("postgres" or "mysql")."""
+    settings = dict(DEFAULTS[server])
+    config_file = ROOT / "tests.json"
+    if config_file.exists():
+        settings.update(json.loads(config_file.read_text()).get(server, {}))
+    for key, suffix in ENV_KEYS.items():
+        value = os.environ.get(f"{server.upper()}_{suffix}")
+        if value is not None:
+            settings[key] = int(value) if key == "port" else value
+    return settings
