@@ -40,8 +40,6 @@ _PLAIN_ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 # instances too) and model classes. Any class is treated so, to keep the test cheap.
 _SQL_VALUES = (_Node, type)
 
-_NoneType = type(None)
-
 # peewee's adapt() of these field classes returns a value of this exact type as it is.
 _UNCHANGED: dict[Any, type] = {
     peewee.IntegerField.adapt: int,
