@@ -4,10 +4,10 @@ Each fast path (``get``, ``create``, ``update``, ``delete``, ``count`` of a
 model, and model rows of a plain select, executed or streamed) is compared
 with peewee's own path: sync peewee inside ``objects.allow_sync()``, and the
 generic async path (a ``.objects()`` select goes through peewee's own cursor
-wrapper). The SQL and
-parameters each path sends are compared too, read from the ``peewee`` logger.
-Then the cases where a cached statement must not be reused: fields added and
-removed, another table name or schema, another database, ``init()``.
+wrapper). The SQL and parameters each path sends are compared too, read from
+the ``peewee`` logger. Then the cases where a cached statement must not be
+reused: fields added and removed, another table name or schema, another
+database, ``init()``.
 """
 
 from __future__ import annotations
