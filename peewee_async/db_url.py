@@ -28,39 +28,20 @@ from urllib.parse import urlparse
 
 from playhouse.db_url import parseresult_to_dict
 
-from .databases import (
-    AsyncDatabase,
-    MySQLDatabase,
-    PooledMySQLDatabase,
-    PooledPostgresqlDatabase,
-    PostgresqlDatabase,
-    SqliteDatabase,
-)
+from .databases import AsyncDatabase, registry
 
 __all__ = ["connect", "parse", "schemes"]
 
-#: URL scheme -> database class. The ``peewee_asyncext`` classes are added on first use.
-schemes: dict[str, type[AsyncDatabase]] = {
-    "sqlite": SqliteDatabase,
-    "postgres": PostgresqlDatabase,
-    "postgresql": PostgresqlDatabase,
-    "postgres+pool": PooledPostgresqlDatabase,
-    "postgresql+pool": PooledPostgresqlDatabase,
-    "mysql": MySQLDatabase,
-    "mysql+pool": PooledMySQLDatabase,
-}
+#: URL scheme -> database class of ``peewee_async`` (read from the table of
+#: :mod:`peewee_async.databases.registry`); :func:`connect` also knows those of ``peewee_asyncext``.
+schemes: dict[str, type[AsyncDatabase]] = registry.schemes()
 
 
-def _ext_schemes() -> dict[str, type[AsyncDatabase]]:
-    # Imported here: peewee_asyncext imports this package.
-    from peewee_asyncext import PooledPostgresqlExtDatabase, PostgresqlExtDatabase
+def _all_schemes() -> dict[str, type[AsyncDatabase]]:
+    # Imported here: peewee_asyncext imports this package, and adds its rows to the table.
+    import peewee_asyncext  # noqa: F401
 
-    return {
-        "postgresext": PostgresqlExtDatabase,
-        "postgresqlext": PostgresqlExtDatabase,
-        "postgresext+pool": PooledPostgresqlExtDatabase,
-        "postgresqlext+pool": PooledPostgresqlExtDatabase,
-    }
+    return {**registry.schemes(), **schemes}
 
 
 def parse(url: str, unquote_password: bool = False) -> dict[str, Any]:
@@ -76,9 +57,10 @@ def connect(url: str, unquote_password: bool = False, **connect_params: Any) -> 
         database = connect("postgresql+pool://postgres@127.0.0.1:5432/app?max_connections=10")
     """
     parsed = urlparse(url)
-    database_class = schemes.get(parsed.scheme) or _ext_schemes().get(parsed.scheme)
+    known_schemes = _all_schemes()
+    database_class = known_schemes.get(parsed.scheme)
     if database_class is None:
-        known = ", ".join(sorted({*schemes, *_ext_schemes()}))
+        known = ", ".join(sorted(known_schemes))
         raise ValueError(
             f"Unsupported database URL scheme {parsed.scheme!r} in {url!r}; use one of: {known}."
         )

@@ -2,16 +2,13 @@
 
 Every error we raise ourselves is a subclass of one of peewee's, so code that
 already catches ``peewee.OperationalError`` or ``peewee.InterfaceError`` keeps
-working. Driver errors are translated to peewee's classes by
-:mod:`peewee_async.databases.base`.
+working. Driver errors are translated to peewee's classes by each driver's
+error map (:class:`~peewee_async.databases.driver.ErrorMap`).
 """
 
 from __future__ import annotations
 
 import peewee
-
-#: peewee's context manager that re-raises DB-API driver errors as peewee's own classes.
-translate_driver_errors = peewee.__exception_wrapper__  # type: ignore[attr-defined]
 
 
 class SyncQueryError(peewee.InterfaceError, AssertionError):

@@ -2,10 +2,11 @@
 
 peewee writes the SQL and builds the results; we only run the statement. Each
 function below follows the sync method of peewee named in its docstring, with
-the driver call awaited: the query is compiled by the database's own SQL
-context, the rows come back as a :class:`~peewee_async.cursor.FetchedCursor`,
-and peewee's cursor wrapper and ``handle_result`` turn them into what the sync
-``query.execute()`` returns.
+the driver call awaited: the database runs the query where its intent puts it
+and compiles it there (:meth:`AsyncDatabase._execute
+<peewee_async.databases.base.AsyncDatabase._execute>`), the rows come back as
+a :class:`~peewee_async.cursor.FetchedCursor`, and peewee's cursor wrapper and
+``handle_result`` turn them into what the sync ``query.execute()`` returns.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import shapes
 from .cursor import FetchedCursor
 from .databases.base import AsyncDatabase
 from .errors import WrongDatabaseError
+from .intent import Intent
 
 
 def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatabase:
@@ -83,26 +85,23 @@ def _describe(database: Any) -> str:
     return f"{type(database).__name__}({getattr(database, 'database', None)!r})"
 
 
-async def execute(database: AsyncDatabase, query: Any) -> Any:
+def execute(database: AsyncDatabase, query: Any) -> Coroutine[Any, Any, Any]:
     """Run any peewee query; the result is what sync ``query.execute()`` gives, fully read.
 
     select, compound select and raw query: a list of rows of the query's row
     type (model instances, dicts, tuples, named tuples); insert: the new
     primary key (or a list of returned rows); update and delete: the row count
     (or a list of returned rows).
+
+    Not a coroutine itself but the run of the query, to await: one coroutine
+    layer less between the caller and the driver.
     """
     if isinstance(query, peewee.Insert):
-        return await _execute_insert(database, query)
+        prepare_insert(database, query)
+        return _execute_write(database, query)
     if isinstance(query, peewee._WriteQuery):
-        return await _execute_write(database, query)
-    return await _execute_select(database, query)
-
-
-async def fetch(database: AsyncDatabase, query: Any) -> FetchedCursor:
-    """Compile ``query`` with the database's SQL context and run it, like ``Database.execute``."""
-    await database._get_pool()  # peewee's SQL may depend on the server version read at open
-    sql, params = database.get_sql_context().sql(query).query()  # type: ignore[attr-defined]
-    return await database.execute_sql_async(sql, params)
+        return _execute_write(database, query)
+    return _execute_select(database, query)
 
 
 async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
@@ -112,7 +111,7 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
             "with_related() loads its relations with more sync queries; run the query with "
             "`await objects.prefetch(query, RelatedModel)` instead."
         )
-    cursor = await fetch(database, query)
+    cursor = await database._execute(Intent.READ, query)
     build = shapes.select_row_builder(database, query)
     if build is None:
         return _fill(query, cursor)
@@ -141,7 +140,7 @@ def prepare_insert(database: AsyncDatabase, query: Any) -> None:
         # A RETURNING clause would change the row count on some databases.
         if not query._return_cursor:
             query._returning = None
-    elif query._returning is None and database.returning_clause:  # type: ignore[attr-defined]
+    elif query._returning is None and database.returning_clause:
         # peewee sets this when the query is built, if the model had a
         # database then; a model bound to none gets it here.
         if isinstance(query, peewee.ModelInsert):
@@ -153,18 +152,12 @@ def prepare_insert(database: AsyncDatabase, query: Any) -> None:
             query._row_type = peewee.ROW.TUPLE
 
 
-async def _execute_insert(database: AsyncDatabase, query: Any) -> Any:
-    """``Insert._execute``: RETURNING the primary key where the database supports it."""
-    prepare_insert(database, query)
-    try:
-        return await _execute_write(database, query)
-    except query.DefaultValuesException:
-        return None  # peewee's answer for an insert with nothing to insert
-
-
 async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
     """``_WriteQuery._execute`` and ``handle_result``: a row count, a key, or returned rows."""
-    cursor = await fetch(database, query)
+    try:
+        cursor = await database._execute(Intent.WRITE, query)
+    except peewee.Insert.DefaultValuesException:
+        return None  # peewee's answer for an insert with nothing to insert
     if not query._returning:
         return query.handle_result(database, cursor)
     wrapper = query._get_cursor_wrapper(cursor)
@@ -177,7 +170,7 @@ async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
 
 
 def run_statement(
-    database: AsyncDatabase, statement: shapes.Statement, values: Any
+    database: AsyncDatabase, intent: Intent, statement: shapes.Statement, values: Any
 ) -> Coroutine[Any, Any, FetchedCursor] | None:
     """The run of a compiled shape with ``values``, to await; ``None`` when a value needs the generic path.
 
@@ -187,4 +180,4 @@ def run_statement(
         params = statement.params(values)
     except shapes.Fallback:
         return None
-    return database._execute_sql(statement.sql, params, database._current_transactions())
+    return database._execute(intent, statement.sql, params)

@@ -294,7 +294,7 @@ class Manager:
             yield
         finally:
             try:
-                if not db.is_closed() and not db.in_transaction():  # type: ignore[attr-defined]
-                    db.close()  # type: ignore[attr-defined]
+                if not db.is_closed() and not db.in_transaction():
+                    db.close()
             finally:
                 db.allow_sync = previous

@@ -15,6 +15,7 @@ import peewee
 
 from . import shapes
 from .execution import database_of, database_of_model, execute, run_statement
+from .intent import Intent
 
 if TYPE_CHECKING:
     from .databases.base import AsyncDatabase
@@ -49,12 +50,10 @@ async def get(database: AsyncDatabase | None, source: Any, *args: Any, **kwargs:
     """``Model.get``: the first matching row, or the model's ``DoesNotExist``."""
     if isinstance(source, type) and issubclass(source, peewee.Model):
         db = database_of_model(source, database)
-        if db._pool is None:  # peewee's SQL may depend on the server version read at open
-            await db._get_pool()
         found = shapes.get_statement(db, source, args, kwargs)
         if found is not None:
             statement, values = found
-            running = run_statement(db, statement, values)
+            running = run_statement(db, Intent.READ, statement, values)
             if running is not None:
                 cursor = await running
                 rows = cursor.rows
@@ -96,16 +95,14 @@ async def insert_instance(database: AsyncDatabase | None, instance: Any) -> None
     if meta.auto_increment and pk_value is None:
         field_dict.pop(meta.primary_key.name, None)
     db = database_of_model(model, database)
-    if db._pool is None:  # peewee's SQL may depend on the server version read at open
-        await db._get_pool()
     pk: Any = _NOT_RUN
     statement = shapes.insert_statement(db, model, tuple(field_dict))
     if statement is not None:
-        running = run_statement(db, statement, list(field_dict.values()))
+        running = run_statement(db, Intent.WRITE, statement, list(field_dict.values()))
         if running is not None:
             cursor = await running
             if statement.result is None:
-                pk = db.last_insert_id(cursor, peewee.Insert.SIMPLE)  # type: ignore[attr-defined]
+                pk = db.last_insert_id(cursor, peewee.Insert.SIMPLE)
             else:  # RETURNING the primary key, read as peewee's tuple wrapper reads it
                 rows = cursor.rows
                 pk = statement.result.python_value(rows[0][0]) if rows else None
@@ -149,16 +146,14 @@ async def update(database: AsyncDatabase | None, instance: Any, only: Any = None
         raise ValueError("no data to save!")
     model = type(instance)
     db = database_of_model(model, database)
-    if db._pool is None:  # peewee's SQL may depend on the server version read at open
-        await db._get_pool()
     rows: int | None = None
     pk = instance._pk
     statement = shapes.update_statement(db, model, tuple(field_dict)) if shapes.where_value(pk) else None
     if statement is not None:
-        running = run_statement(db, statement, [*field_dict.values(), pk])
+        running = run_statement(db, Intent.WRITE, statement, [*field_dict.values(), pk])
         if running is not None:
             cursor = await running
-            rows = db.rows_affected(cursor)  # type: ignore[attr-defined]
+            rows = db.rows_affected(cursor)
     if rows is None:
         query = model.update(**field_dict).where(instance._pk_expr())
         rows = await execute(database_of(query, database), query)
@@ -177,16 +172,14 @@ async def delete(
     """
     model = type(instance)
     db = database_of_model(model, database)
-    if db._pool is None:  # peewee's SQL may depend on the server version read at open
-        await db._get_pool()
     if not recursive:
         pk = instance._pk
         statement = shapes.delete_statement(db, model) if shapes.where_value(pk) else None
         if statement is not None:
-            running = run_statement(db, statement, [pk])
+            running = run_statement(db, Intent.WRITE, statement, [pk])
             if running is not None:
                 cursor = await running
-                return int(db.rows_affected(cursor))  # type: ignore[attr-defined]
+                return int(db.rows_affected(cursor))
         query = model.delete().where(instance._pk_expr())
         return int(await execute(db, query))
     from .transactions import Transaction
@@ -282,11 +275,9 @@ async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any,
 async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = False) -> int:
     """``SelectBase.count``: the number of rows ``query`` would return."""
     db = database_of(query, database)
-    if db._pool is None:  # peewee's SQL may depend on the server version read at open
-        await db._get_pool()
     statement = shapes.count_statement(db, query, lambda plain: _counting(plain, False).tuples().limit(1))
     if statement is not None:
-        running = run_statement(db, statement, ())
+        running = run_statement(db, Intent.READ, statement, ())
         if running is not None:
             cursor = await running
             rows = cursor.rows

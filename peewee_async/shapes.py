@@ -9,12 +9,15 @@ such *shape* once, through peewee itself, with placeholder values, and later
 bind only the values, converted with each field's ``db_value`` exactly as
 peewee converts them.
 
-A compiled shape is cached per database (its ``init()`` empties the cache)
+A compiled shape is kept in the database's statement cache
+(:class:`~peewee_async.compiler.StatementCache`; its ``init()`` empties it)
 and stamped with the model's state that the SQL depends on (its database,
 table name, schema, fields, primary key): a change to any of them compiles
-the shape anew. Anything these paths do not cover, or that peewee would
-compile differently (``None`` compared with ``IS NULL``, a value that is SQL,
-overridden model or field methods, ...), goes the generic way.
+the shape anew. Nothing is compiled before the database knows its server
+version (read when its pool opens), since peewee's SQL may depend on it.
+Anything these paths do not cover, or that peewee would compile differently
+(``None`` compared with ``IS NULL``, a value that is SQL, overridden model or
+field methods, ...), goes the generic way.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import peewee
+
+from .compiler import compile_query
 
 if TYPE_CHECKING:
     from .databases.base import AsyncDatabase
@@ -50,9 +55,6 @@ _UNCHANGED: dict[Any, type] = {
     peewee.TimeField.adapt: datetime.time,
     peewee.BooleanField.adapt: bool,
 }
-
-#: Most shapes one database keeps; past this the cache starts over (models made on the fly).
-CACHE_LIMIT = 1000
 
 
 class Fallback(Exception):
@@ -134,7 +136,7 @@ def compile_statement(
 
     ``None`` when the placeholders did not all come out as parameters, once each.
     """
-    sql, params = database.get_sql_context().sql(query).query()  # type: ignore[attr-defined]
+    sql, params = compile_query(database, query)
     plan: list[int] = []
     constants: list[Any] = []
     for param in params:
@@ -161,9 +163,11 @@ def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], An
 
     ``build`` may return ``None`` (the shape cannot be cached); that answer is
     cached too, so an unsupported shape costs one look-up, not a compile.
+    ``None`` too while the server version is unknown: the caller then takes
+    the generic path, which opens the pool first.
     """
-    shapes = database._shapes
-    entry = shapes.get((model, key))
+    cache = database.statement_cache
+    entry = cache.get((model, key))
     meta = model._meta
     if entry is not None:
         # Compared by identity: fields compare with == into SQL expressions.
@@ -176,10 +180,10 @@ def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], An
             and stamp[4] is meta.primary_key
         ):
             return entry[1]
+    if database.server_version is None:
+        return None
     value = build()
-    if len(shapes) >= CACHE_LIMIT:
-        shapes.clear()
-    shapes[(model, key)] = (_stamp(meta), value)
+    cache.put((model, key), (_stamp(meta), value))
     return value
 
 

@@ -2,10 +2,11 @@
 
 ``execute()`` reads the whole result before it returns; :class:`RowStream`
 reads it from the server a chunk at a time, so memory stays bounded however
-many rows the query returns. Each driver module streams in its own way behind
-one small hook (:meth:`~peewee_async.databases.pool.Pool._open_stream_raw`):
-a server-side cursor on PostgreSQL, an unbuffered ``SSCursor`` on MySQL,
-``fetchmany`` on SQLite. Each chunk's rows are made as ``execute()`` makes
+many rows the query returns. Each driver streams in its own way behind one
+method of the driver contract
+(:meth:`~peewee_async.databases.driver.Driver.open_stream`): a server-side
+cursor on PostgreSQL, an unbuffered ``SSCursor`` on MySQL, ``fetchmany`` on
+SQLite. Each chunk's rows are made as ``execute()`` makes
 them (a plain model select's instances directly, see :mod:`.shapes`; anything
 else through the query's own peewee cursor wrapper), so they are the same
 model instances, dicts, tuples or named tuples that ``execute()`` gives.
@@ -28,14 +29,17 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from . import shapes
-from .databases.pool import driver_message
+from .compiler import compile_query
+from .databases.driver import driver_message
 from .errors import ConnectionLost, QueryTimeout
 from .execution import database_of
+from .intent import Intent
 
 if TYPE_CHECKING:
     from .databases.base import AsyncDatabase
+    from .databases.driver import ConnectionHolder, RawStream
     from .databases.leases import StreamLease
-    from .databases.pool import Pool, RawStream
+    from .databases.pool import ConnectionSource
 
 query_logger = logging.getLogger("peewee")
 logger = logging.getLogger("peewee.async")
@@ -88,8 +92,8 @@ class RowStream:
         self.chunk_size = chunk_size
         self._started = False
         self._finished = False
-        self._pool: Pool | None = None
-        self._conn: Any = None
+        self._pool: ConnectionSource | None = None
+        self._conn: ConnectionHolder | None = None
         self._raw: RawStream | None = None
         self._process: Callable[[Sequence[Sequence[Any]]], Sequence[Any]] | None = None
         self._rows: Sequence[Any] = ()
@@ -126,7 +130,7 @@ class RowStream:
                     "inside the `async with objects.atomic():` block it started in."
                 )
             raise StopAsyncIteration
-        assert self._pool is not None and self._raw is not None
+        assert self._pool is not None and self._conn is not None and self._raw is not None
         try:
             rows = await self._pool.fetch_stream(self._conn, self._raw)
         except BaseException as exc:
@@ -157,16 +161,11 @@ class RowStream:
     async def _start(self) -> None:
         self._started = True
         database = self.database
-        pool = await database._get_pool()  # peewee's SQL may depend on the server version read at open
-        sql, params = database.get_sql_context().sql(self.query).query()  # type: ignore[attr-defined]
-        if query_logger.isEnabledFor(logging.DEBUG):
-            query_logger.debug((sql, params))
-        held = database._current_transactions()
-        if held is not None:
-            pool, conn, owned = held.pool, held.connection, False
-        else:
-            conn, owned = await pool.acquire(), True
+        pool, conn, owned = await database._connection(Intent.STREAM)
         try:
+            sql, params = compile_query(database, self.query)
+            if query_logger.isEnabledFor(logging.DEBUG):
+                query_logger.debug((sql, params))
             if not owned:
                 await pool.streams.wait_closed(conn)  # refuses while another loop streams on it
             # The pool refers to the stream weakly: a loop left with `break` must
@@ -188,7 +187,7 @@ class RowStream:
     def _raise_if_lost(self, exc: BaseException) -> None:
         """Raise :class:`ConnectionLost` for a driver error that came with the connection's end.
 
-        As for a statement (``AsyncDatabase._execute_on``): the driver's own
+        As for a statement (``AsyncDatabase._connection_lost_error``): the driver's own
         message ("server closed the connection unexpectedly", "Lost connection
         to MySQL server during query") does not say what became of the rows or
         of the transaction.
@@ -198,7 +197,7 @@ class RowStream:
             return
         if isinstance(exc, ConnectionLost | QueryTimeout):  # these say it already
             return
-        if pool is None or lease is None or not pool.is_closed(self._conn):
+        if pool is None or lease is None or self._conn is None or not pool.is_closed(self._conn):
             return
         if lease.owned:
             what = (
@@ -234,11 +233,8 @@ class RowStream:
         lease = self._lease
         if lease is None or self._pool is None:
             return None
-        if lease.closing is None:
-            pool = self._pool
-            lease.closing = pool.loop.create_task(_end_stream(pool, self._conn, lease, self._raw))
-            pool._cleanups.add(lease.closing)
-            lease.closing.add_done_callback(pool._cleanups.discard)
+        if lease.closing is None and self._conn is not None:
+            lease.closing = self._pool.in_background(_end_stream(self._pool, self._conn, lease, self._raw))
         return lease.closing
 
     def __del__(self) -> None:
@@ -268,7 +264,9 @@ class RowStream:
         await self.aclose()
 
 
-async def _end_stream(pool: Pool, conn: Any, lease: StreamLease, raw: RawStream | None) -> None:
+async def _end_stream(
+    pool: ConnectionSource, conn: ConnectionHolder, lease: StreamLease, raw: RawStream | None
+) -> None:
     """Leave ``conn`` ready for its next statement and end the lease; give it back if the stream owns it."""
     try:
         if raw is not None and not pool.is_interrupted(conn):
@@ -277,7 +275,7 @@ async def _end_stream(pool: Pool, conn: Any, lease: StreamLease, raw: RawStream 
         # The connection may be left mid-result: never reuse it. Inside a
         # transaction this ends the transaction (closing it rolls back).
         logger.debug("Closing a row stream failed; dropping its connection", exc_info=True)
-        pool._interrupted.add(conn)
+        conn.interrupted = True
     finally:
         pool.end_lease(conn, lease)
         if lease.owned:

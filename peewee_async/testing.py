@@ -37,17 +37,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import re
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .cursor import FetchedCursor
 from .databases.base import AsyncDatabase
 from .errors import PoolTimeout, TransactionError
+from .intent import Intent
 from .transactions import TaskTransactions
 
 if TYPE_CHECKING:
-    from .databases.pool import Pool
+    from .databases.driver import ConnectionHolder, RawStream
+    from .databases.leases import StreamLease, StreamLeases
+    from .databases.pool import ConnectionSource
     from .manager import Manager
     from .transactions import Transaction
 
@@ -93,8 +96,7 @@ class Rollback:
             )
         self._entered = True
         self._check_free()
-        pool = await db._get_pool()
-        conn = await pool.acquire()
+        pool, conn, _ = await db._connection(Intent.TRANSACTION)
         try:
             self._check_free()  # another task may have pinned it while we waited
             await pool.execute(conn, pool.begin_statement, ())
@@ -155,9 +157,9 @@ class _TaskView(TaskTransactions):
     __slots__ = ("pinned", "parent")
 
     def __init__(self, task: asyncio.Task[Any], pinned: PinnedTransaction, parent: _TaskView | None):
-        # The pinned transaction stands in for the pool: the Transaction code
-        # runs its statements through PinnedTransaction.execute.
-        super().__init__(task, cast("Pool", pinned), pinned.connection)
+        # The pinned transaction is the connection source of every task's view:
+        # their statements run through PinnedTransaction.execute.
+        super().__init__(task, pinned, pinned.connection)
         self.pinned = pinned
         self.parent = parent
         self.blocks = _Blocks(self)
@@ -172,12 +174,18 @@ class _TaskView(TaskTransactions):
 
 
 class PinnedTransaction:
-    """The transaction of an active :func:`rollback`: one connection shared by every task."""
+    """The transaction of an active :func:`rollback`: one connection shared by every task.
 
-    def __init__(self, database: AsyncDatabase, pool: Pool, connection: Any) -> None:
+    It is the connection source (:class:`~peewee_async.databases.pool.ConnectionSource`)
+    of every task's statements meanwhile, in front of the pool that lent the connection.
+    """
+
+    def __init__(self, database: AsyncDatabase, pool: ConnectionSource, connection: ConnectionHolder) -> None:
         self.database = database
         self.pool = pool
         self.connection = connection
+        self.loop = pool.loop
+        self.begin_statement = pool.begin_statement
         self.active = True
         # Its lock lets one statement at a time run on the connection.
         self._turn = asyncio.Condition()
@@ -207,19 +215,46 @@ class PinnedTransaction:
             self._views.set(view)
         return view
 
-    # -- running statements (called as the pool of the task views) ----------
+    # -- the connection source of the task views ---------------------------
 
-    def is_interrupted(self, conn: Any) -> bool:
+    @property
+    def streams(self) -> StreamLeases:
+        return self.pool.streams
+
+    def is_interrupted(self, conn: ConnectionHolder) -> bool:
         return self.pool.is_interrupted(conn)
 
-    def is_closed(self, conn: Any) -> bool:
+    def is_closed(self, conn: ConnectionHolder) -> bool:
         return self.pool.is_closed(conn)
 
-    def connection_lost(self, conn: Any) -> bool:
+    def connection_lost(self, conn: ConnectionHolder) -> bool:
         return self.pool.connection_lost(conn)
 
+    def release(self, conn: ConnectionHolder) -> None:
+        """Nothing to give back: the shared connection stays until :func:`rollback` ends."""
+
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self.pool.in_background(work)
+
+    # An iterate() loop inside rollback() holds the shared connection, as a
+    # loop inside a transaction holds the transaction's.
+
+    async def open_stream(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        return await self.pool.open_stream(conn, sql, params, chunk_size)
+
+    async def fetch_stream(self, conn: ConnectionHolder, stream: RawStream) -> Sequence[Sequence[Any]]:
+        return await self.pool.fetch_stream(conn, stream)
+
+    async def close_stream(self, conn: ConnectionHolder, stream: RawStream) -> None:
+        await self.pool.close_stream(conn, stream)
+
+    def end_lease(self, conn: ConnectionHolder, lease: StreamLease) -> None:
+        self.pool.end_lease(conn, lease)
+
     async def execute(
-        self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None = None
     ) -> FetchedCursor:
         view = self.current()
         assert isinstance(view, _TaskView)  # execute_sql_async runs in a task
@@ -295,7 +330,7 @@ class PinnedTransaction:
         return result
 
     def _quoted(self, name: str) -> str:
-        quote = self.database.quote  # type: ignore[attr-defined]
+        quote = self.database.quote
         return name.join(quote) if len(quote) == 2 else f'"{name}"'
 
     # -- ending ------------------------------------------------------------

@@ -32,12 +32,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import TransactionError
+from .intent import Intent
 
 if TYPE_CHECKING:
     import contextvars
 
     from .databases.base import AsyncDatabase
-    from .databases.pool import Pool
+    from .databases.driver import ConnectionHolder
+    from .databases.pool import ConnectionSource
 
 Kind = Literal["atomic", "transaction", "savepoint"]
 T = TypeVar("T")
@@ -48,7 +50,7 @@ class TaskTransactions:
 
     __slots__ = ("task", "pool", "connection", "blocks", "begun")
 
-    def __init__(self, task: asyncio.Task[Any], pool: Pool, connection: Any) -> None:
+    def __init__(self, task: asyncio.Task[Any], pool: ConnectionSource, connection: ConnectionHolder) -> None:
         self.task = task
         self.pool = pool
         self.connection = connection
@@ -125,10 +127,7 @@ class Transaction:
 
     async def _begin_root(self) -> TaskTransactions:
         db = self.database
-        pool = db._pool
-        if pool is None or pool.loop is not asyncio.get_running_loop():
-            pool = await db._get_pool()
-        conn = await pool.acquire()
+        pool, conn, _ = await db._connection(Intent.TRANSACTION)
         try:
             await pool.execute(conn, pool.begin_statement, ())
         except BaseException:
@@ -209,7 +208,7 @@ class Transaction:
         That keeps one rule for users: a block that raised wrote nothing, a
         block that exited normally committed.
         """
-        await run_to_end(self.database._execute_sql("COMMIT", (), held))
+        await run_to_end(self.database._execute(Intent.TRANSACTION, "COMMIT", (), held=held))
 
     # -- ending early, starting anew --------------------------------------
 
@@ -269,11 +268,11 @@ class Transaction:
 
     def _quoted_sid(self) -> str:
         assert self.sid is not None
-        quote = self.database.quote  # type: ignore[attr-defined]
+        quote = self.database.quote
         return self.sid.join(quote) if len(quote) == 2 else f'"{self.sid}"'
 
     async def _run(self, held: TaskTransactions, sql: str) -> None:
-        await self.database._execute_sql(sql, (), held)
+        await self.database._execute(Intent.TRANSACTION, sql, (), held=held)
 
 
 async def run_to_end(coro: Coroutine[Any, Any, T]) -> T:

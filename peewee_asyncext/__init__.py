@@ -1,7 +1,7 @@
-"""PostgreSQL with peewee's extensions (JSON, JSONB, HStore, arrays) on aiopg.
+"""PostgreSQL with peewee's extensions (JSON, JSONB, HStore, arrays).
 
-The classes here pair :mod:`playhouse.postgres_ext` with the async pool of
-:mod:`peewee_async`: fields of ``playhouse.postgres_ext`` round-trip through
+The classes here pair :mod:`playhouse.postgres_ext` with the PostgreSQL family
+of :mod:`peewee_async`: fields of ``playhouse.postgres_ext`` round-trip through
 the Manager as they do in sync peewee.
 """
 
@@ -11,13 +11,15 @@ from typing import Any
 
 from playhouse.postgres_ext import PostgresqlExtDatabase as _PeeweePostgresqlExtDatabase
 
-from peewee_async.databases.postgres import AiopgDatabase
+from peewee_async.databases.postgres import PostgresqlFamily
+from peewee_async.databases.registry import AIOPG, registered
 
 __all__ = ["PooledPostgresqlExtDatabase", "PostgresqlExtDatabase"]
 
 
-class PostgresqlExtDatabase(AiopgDatabase, _PeeweePostgresqlExtDatabase):  # type: ignore[misc]
-    """PostgreSQL with extensions, on one async connection.
+@registered("postgresext", "postgresqlext")
+class PostgresqlExtDatabase(PostgresqlFamily, _PeeweePostgresqlExtDatabase):  # type: ignore[misc]
+    """PostgreSQL with extensions, on one aiopg connection.
 
     JSON fields always work. HStore is on by default, as in 0.x: the database
     then needs ``CREATE EXTENSION hstore``; pass ``register_hstore=False`` if
@@ -26,10 +28,13 @@ class PostgresqlExtDatabase(AiopgDatabase, _PeeweePostgresqlExtDatabase):  # typ
         database = PostgresqlExtDatabase('test', register_hstore=False)
     """
 
+    driver = AIOPG
+
     def __init__(self, *args: Any, register_hstore: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, register_hstore=register_hstore, **kwargs)
 
 
+@registered("postgresext+pool", "postgresqlext+pool")
 class PooledPostgresqlExtDatabase(PostgresqlExtDatabase):
     """PostgreSQL with extensions and a pool of up to ``max_connections`` (default 20).
 

@@ -687,30 +687,42 @@ async def test_model_bound_to_no_database_runs_on_the_managers(db, objects, mode
 async def test_database_init_forgets_compiled_statements(db, objects, models):
     row = await objects.create(Kind, name="k")
     await objects.get(Kind, id=row.id)
-    assert db._shapes
+    assert len(db.statement_cache)
     db.init(db.database, **db.connect_params)
-    assert db._shapes == {}
+    assert len(db.statement_cache) == 0
     assert (await objects.get(Kind, id=row.id)).name == "k"
 
 
-async def test_a_shape_cache_past_its_limit_starts_over(db, objects, models, monkeypatch, every_values):
-    monkeypatch.setattr(shapes, "CACHE_LIMIT", 3)
+async def test_the_statement_cache_prunes_the_least_recently_used(db, objects, models, every_values, caplog):
+    db.statement_cache.max_size = 3
     row = await objects.create(Every, **every_values(1))
-    for name in ("char", "integer", "text", "flag", "renamed"):
-        found = await objects.get(Every, **{name: getattr(row, name)})
-        assert found.id == row.id
-        assert len(db._shapes) <= 3
+    kept = (Every, ("get", False, "char"))
+    with caplog.at_level(logging.INFO, logger="peewee.async"):
+        for name in ("integer", "text", "flag", "renamed"):
+            assert (await objects.get(Every, char=row.char)).id == row.id  # used again: kept
+            found = await objects.get(Every, **{name: getattr(row, name)})
+            assert found.id == row.id
+            assert len(db.statement_cache) <= 3
+            assert kept in db.statement_cache
+    pruned = [r for r in caplog.records if "pruning the least recently used" in r.getMessage()]
+    # Four statements were pruned (insert, integer, text, flag): a line for each
+    # cache-full of them, not one for each.
+    assert 0 < len(pruned) < 4
+    assert "statement_cache_size=3" in pruned[0].getMessage()
+    db.statement_cache.clear()
+    assert len(db.statement_cache) == 0
+    assert (await objects.get(Every, char=row.char)).id == row.id
 
 
 @pytest.mark.parametrize("backend", ["postgres", "postgres-pool"], indirect=True)  # aiopg's cursors
 async def test_postgres_connection_keeps_a_cursor_only_for_small_results(backend, db, objects, models):
     await objects.execute(Kind.insert_many([{"name": f"k{n}"} for n in range(150)]))
     await objects.get(Kind, name="k1")
-    kept = [c.__dict__.get("_peewee_async_cursor") for c in db.pool._pool._free]
+    kept = [c.kept for c in db.pool._free]
     assert any(cursor is not None and not cursor.closed for cursor in kept)
     assert len(await objects.execute(Kind.select())) == 150
     # A big result is not held by an idle connection until its next statement.
-    assert all(c.__dict__.get("_peewee_async_cursor") is None for c in db.pool._pool._free)
+    assert all(c.kept is None for c in db.pool._free)
     assert (await objects.get(Kind, name="k2")).name == "k2"
 
 

@@ -351,7 +351,7 @@ CUT_OFF_SCRIPT = textwrap.dedent(
     async def main():
         pool = await db._get_pool()
         conn = await pool.acquire()
-        asyncio.ensure_future(conn.execute("SELECT SLEEP(0.3)"))
+        asyncio.ensure_future(conn.raw.execute("SELECT SLEEP(0.3)"))
         await asyncio.sleep(0.05)
         print("left running")
 

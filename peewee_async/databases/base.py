@@ -1,10 +1,16 @@
-"""What every async database shares, whatever its driver.
+"""What every async database shares, whatever its family and driver.
 
 :class:`AsyncDatabase` is mixed in front of one of peewee's database classes.
 The peewee half keeps serving synchronous code exactly as before ("sync will
-remain sync"), guarded by ``allow_sync``; the async half owns a driver pool
-(:mod:`peewee_async.databases.pool`) and the task-local transaction state
-(:mod:`peewee_async.transactions`).
+remain sync"), guarded by ``allow_sync``; the async half owns a pool of
+driver connections (:mod:`peewee_async.databases.pool`) and the task-local
+transaction state (:mod:`peewee_async.transactions`).
+
+Two methods here are the seams every statement passes:
+:meth:`AsyncDatabase._connection` is the one place that picks where a
+statement runs (told what the statement means to do), and
+:meth:`AsyncDatabase._execute` runs one statement there, compiling its query
+first if it has one (:mod:`peewee_async.compiler`).
 """
 
 from __future__ import annotations
@@ -18,17 +24,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import peewee
 
+from ..compiler import DEFAULT_STATEMENT_CACHE_SIZE, StatementCache, compile_query
 from ..cursor import FetchedCursor
-from ..errors import (
-    ConnectionLost,
-    QueryTimeout,
-    SyncQueryError,
-    TransactionError,
-    WrongLoopError,
-    translate_driver_errors,
-)
+from ..errors import ConnectionLost, QueryTimeout, SyncQueryError, TransactionError, WrongLoopError
+from ..intent import Intent
 from ..transactions import TaskTransactions, Transaction
-from .pool import Pool, driver_message
+from .driver import ConnectionHolder, Driver, driver_message
+from .pool import ConnectionSource, Pool
 
 if TYPE_CHECKING:
     from ..testing import PinnedTransaction
@@ -53,10 +55,33 @@ class AsyncDatabase:
         ``iterate()`` loop) may run before the server is told to stop it and
         the call raises :class:`~peewee_async.QueryTimeout`; ``None`` (the
         default) lets statements run for ever.
+    :param statement_cache_size: most compiled statements of the Manager's
+        shortcuts kept (least recently used pruned first); 0 keeps none.
     """
 
-    pool_class: ClassVar[type[Pool]]
+    #: The driver the async side runs on (see :mod:`peewee_async.databases.driver`).
+    driver: ClassVar[Driver]
+    #: The database family: ``"postgresql"``, ``"mysql"`` or ``"sqlite"``.
+    family: ClassVar[str]
     default_max_connections: ClassVar[int] = 1
+
+    if TYPE_CHECKING:
+        # What the async half reads of peewee's half.
+        database: Any
+        connect_params: dict[str, Any]
+        server_version: Any
+        quote: str
+        deferred: bool
+        returning_clause: bool
+
+        def get_sql_context(self, **context_options: Any) -> Any: ...
+        def _set_server_version(self, conn: Any) -> None: ...
+        def _connect(self) -> Any: ...
+        def last_insert_id(self, cursor: Any, query_type: Any = None) -> Any: ...
+        def rows_affected(self, cursor: Any) -> int: ...
+        def is_closed(self) -> bool: ...
+        def in_transaction(self) -> bool: ...
+        def close(self) -> bool: ...
 
     def __init__(
         self,
@@ -67,6 +92,7 @@ class AsyncDatabase:
         acquire_timeout: float | None = 30.0,
         connect_timeout: float | None = 30.0,
         query_timeout: float | None = None,
+        statement_cache_size: int = DEFAULT_STATEMENT_CACHE_SIZE,
         **kwargs: Any,
     ) -> None:
         max_connections = self.default_max_connections if max_connections is None else max_connections
@@ -82,6 +108,7 @@ class AsyncDatabase:
         self.acquire_timeout = acquire_timeout
         self.connect_timeout = connect_timeout
         self.query_timeout = query_timeout
+        self.statement_cache_size = statement_cache_size
         self._allow_sync: AllowSync = True
         self._pool: Pool | None = None
         self._pool_opening: asyncio.Task[Pool] | None = None
@@ -97,9 +124,10 @@ class AsyncDatabase:
         super().__init__(database, *args, **kwargs)  # type: ignore[call-arg]
 
     def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
-        # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
-        self._shapes: dict[Any, Any] = {}
+        self.driver.init_options(kwargs)
         super().init(database, *args, **kwargs)  # type: ignore[misc]
+        # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
+        self.statement_cache = StatementCache(self.describe(), self.statement_cache_size)
 
     # -- description -----------------------------------------------------
 
@@ -246,12 +274,11 @@ class AsyncDatabase:
                 "Error, database must be initialized before opening a connection: "
                 "call database.init(name, ...) first."
             )
-        pool = self.pool_class(self, self.min_connections, self.max_connections, self.acquire_timeout)
+        pool = Pool(self, self.driver, self.min_connections, self.max_connections, self.acquire_timeout)
         timeout = timeout if timeout is not None else self.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                with translate_driver_errors:
-                    await pool.open(self.connect_timeout)
+                await pool.open()
         except peewee.OperationalError as exc:
             await pool.close(0)
             raise type(exc)(f"Could not connect to {self.describe()}: {driver_message(exc)}") from exc
@@ -260,13 +287,13 @@ class AsyncDatabase:
             raise peewee.OperationalError(
                 f"Could not connect to {self.describe()} within {timeout}s."
             ) from None
-        if getattr(self, "server_version", None) is None:
+        if self.server_version is None:
             # peewee reads the server version at its sync connect(), and the
             # version changes the SQL it writes (e.g. MySQL's compound-select
             # parentheses): read it before the first async query is compiled.
             conn = await pool.acquire()
             try:
-                self._set_server_version(pool.driver_connection(conn))  # type: ignore[attr-defined]
+                self._set_server_version(self.driver.version_source(conn))
             finally:
                 pool.release(conn)
         self._pool = pool
@@ -303,6 +330,30 @@ class AsyncDatabase:
         """Async context manager like peewee's ``savepoint()``; needs an open transaction."""
         return Transaction(self, "savepoint", sid=sid)
 
+    # -- where statements run ---------------------------------------------
+
+    async def _connection(
+        self, intent: Intent, held: TaskTransactions | None = None
+    ) -> tuple[ConnectionSource, ConnectionHolder, bool]:
+        """Where a statement of ``intent`` runs: ``(source, connection, borrowed)``.
+
+        The one place that picks a connection. The running task's transaction
+        (or the shared one of :func:`peewee_async.testing.rollback`) takes
+        every statement of the task; otherwise a connection is borrowed from
+        the pool, opened on the running loop first if need be (which reads the
+        server version that peewee's SQL may depend on). ``borrowed``
+        connections go back with ``source.release()``. ``held``, when the
+        caller knows the transaction already, saves looking it up.
+        """
+        if held is None:
+            held = self._current_transactions()
+        if held is not None:
+            return held.pool, held.connection, False
+        pool = self._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = await self._get_pool()
+        return pool, await pool.acquire(), True
+
     # -- running SQL -----------------------------------------------------
 
     async def execute_sql_async(
@@ -314,59 +365,63 @@ class AsyncDatabase:
         connection; otherwise it borrows a connection for this statement only.
         ``query_timeout`` overrides the database's for this statement.
         """
-        return await self._execute_sql(sql, params or (), self._current_transactions(), query_timeout)
+        return await self._execute(Intent.WRITE, sql, params or (), query_timeout=query_timeout)
 
-    async def _execute_sql(
+    async def _execute(
         self,
-        sql: str,
-        params: Sequence[Any],
-        held: TaskTransactions | None,
+        intent: Intent,
+        statement: str | Any,
+        params: Sequence[Any] = (),
+        held: TaskTransactions | None = None,
         query_timeout: float | None = None,
     ) -> FetchedCursor:
-        """Run one statement on ``held``'s connection, or on one borrowed for it if ``held`` is None.
+        """Run one statement where :meth:`_connection` puts it, and read its whole result.
 
-        The transaction is passed in, not looked up: callers that have it
-        already (``Transaction._commit``, the compiled shapes) skip the look-up.
+        ``statement`` is SQL with its ``params``, or a peewee query, compiled
+        once its connection is picked (:func:`~peewee_async.compiler.compile_query`).
         """
-        if query_logger.isEnabledFor(logging.DEBUG):
-            query_logger.debug((sql, params))
-        hooks = getattr(self, "query_hooks", None)
-        start = time.perf_counter() if hooks else 0.0
-        error: Exception | None = None
-        timeout = self.query_timeout if query_timeout is None else query_timeout
+        source, conn, borrowed = await self._connection(intent, held)
         try:
-            if held is not None:
-                pool, conn = held.pool, held.connection
-                self._check_transaction_connection(pool, conn, sql)
+            if type(statement) is str:
+                sql = statement
             else:
-                pool = self._pool  # type: ignore[assignment]
-                if pool is None or pool.loop is not asyncio.get_running_loop():
-                    pool = await self._get_pool()
-                conn = await pool.acquire()
-            # One await between the caller and the driver: each coroutine layer
-            # costs about as much as a tenth of peewee-async's own work per statement.
+                sql, params = compile_query(self, statement)
+            if query_logger.isEnabledFor(logging.DEBUG):
+                query_logger.debug((sql, params))
+            hooks = getattr(self, "query_hooks", None)
+            start = time.perf_counter() if hooks else 0.0
+            error: Exception | None = None
+            timeout = self.query_timeout if query_timeout is None else query_timeout
             try:
-                return await pool.execute(conn, sql, params, timeout)
+                if not borrowed:
+                    self._check_transaction_connection(source, conn, sql)
+                # One await between the caller and the driver: each coroutine layer
+                # costs about as much as a tenth of peewee-async's own work per statement.
+                return await source.execute(conn, sql, params, timeout)
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
-                lost = self._connection_lost_error(pool, conn, sql, exc, held)
+                error = exc
+                lost = self._connection_lost_error(source, conn, sql, exc, borrowed)
                 if lost is None:
                     raise
+                error = lost
                 raise lost from exc
+            except Exception as exc:
+                error = exc
+                raise
             finally:
-                if held is None:
-                    pool.release(conn)
-        except Exception as exc:
-            error = exc
-            raise
+                if hooks:
+                    self._notify_hooks(sql, params, start, error)  # type: ignore[attr-defined]
         finally:
-            if hooks:
-                self._notify_hooks(sql, params, start, error)  # type: ignore[attr-defined]
+            if borrowed:
+                source.release(conn)
 
-    def _check_transaction_connection(self, pool: Pool, conn: Any, sql: str) -> None:
+    def _check_transaction_connection(
+        self, source: ConnectionSource, conn: ConnectionHolder, sql: str
+    ) -> None:
         """Raise :class:`ConnectionLost` if the transaction's connection is known lost."""
         # Before COMMIT, look (without a round trip) whether the server already
         # closed the connection: then the outcome is known, not "may or may not".
-        if pool.is_closed(conn) or (sql[:6].upper() == "COMMIT" and pool.connection_lost(conn)):
+        if source.is_closed(conn) or (sql[:6].upper() == "COMMIT" and source.connection_lost(conn)):
             # Never continue a transaction on another connection: its work so
             # far is gone with the old one.
             raise ConnectionLost(
@@ -376,12 +431,12 @@ class AsyncDatabase:
             )
 
     def _connection_lost_error(
-        self, pool: Pool, conn: Any, sql: str, exc: Exception, held: TaskTransactions | None
+        self, source: ConnectionSource, conn: ConnectionHolder, sql: str, exc: Exception, borrowed: bool
     ) -> ConnectionLost | None:
         """The :class:`ConnectionLost` that ``exc`` from a statement on ``conn`` stands for, if any."""
-        if isinstance(exc, ConnectionLost | QueryTimeout) or not pool.is_closed(conn):
+        if isinstance(exc, ConnectionLost | QueryTimeout) or not source.is_closed(conn):
             return None
-        if held is None:
+        if borrowed:
             what = "the statement may or may not have run. The next query takes another connection"
         elif sql[:6].upper() == "COMMIT":
             what = (

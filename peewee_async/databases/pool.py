@@ -1,27 +1,28 @@
-"""The small protocol each driver module implements, and the shared pool logic.
+"""The connections of one database on one event loop, over any driver.
 
-A driver module (``postgres.py`` on aiopg, ``mysql.py`` on aiomysql) subclasses
-:class:`Pool` and fills in the few hooks that differ between drivers: how to
-open the driver's own pool, run one statement, stream the rows of one select, and
-tell whether a connection is still inside a transaction. Acquire timeouts,
-statement timeouts, rollback of dirty connections and cleanup under
-cancellation live here, once; which connections are lent to a row stream is
-kept by :mod:`.leases`.
+One pool for every driver: a free list and a semaphore of ``max_size`` slots,
+with each connection opened, run and closed through the driver contract
+(:mod:`.driver`). Acquire timeouts, statement timeouts, the rollback of
+connections given back inside a transaction and cleanup under cancellation
+live here, once. We do not use the drivers' own pools: each has its own
+rules for timeouts, dead connections and dirty returns, and reaching into
+them for what we need (is a connection free without waiting? wake the next
+waiter) meant reading their private attributes. Which connections are lent
+to a row stream is kept by :mod:`.leases`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import select
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import peewee
 
 from ..cursor import FetchedCursor
-from ..errors import ConnectionLost, PoolTimeout, QueryTimeout, translate_driver_errors
+from ..errors import ConnectionLost, PoolTimeout, QueryTimeout
+from .driver import ConnectionHolder, Driver, RawStream, TransactionStatus, driver_message
 from .leases import StreamLease, StreamLeases
 
 if TYPE_CHECKING:
@@ -31,32 +32,61 @@ logger = logging.getLogger("peewee.async")
 
 T = TypeVar("T")
 
+_IDLE = TransactionStatus.IDLE
 
-class RawStream(ABC):
-    """The rows of one select, read from the server a chunk at a time.
 
-    A driver module returns one from :meth:`Pool._open_stream_raw`. It keeps its
-    connection busy until :meth:`close` (or the end of the rows) has left the
-    connection ready for the next statement.
+class ConnectionSource(Protocol):
+    """What statements and transactions use of the place a connection came from.
+
+    :class:`Pool` is one; the shared transaction of
+    :func:`peewee_async.testing.rollback` is another, which every task's
+    statements go through while it is active.
     """
 
-    #: The DB-API description of the result; known once the first chunk was fetched.
-    description: Sequence[Sequence[Any]] | None = None
+    loop: asyncio.AbstractEventLoop
+    begin_statement: str
 
-    @abstractmethod
-    async def fetch(self) -> Sequence[Sequence[Any]]:
-        """The next rows (at most the chunk size); empty once every row was read."""
+    @property
+    def streams(self) -> StreamLeases:
+        """The connections lent to row streams."""
 
-    @abstractmethod
-    async def close(self) -> None:
-        """Leave the connection ready for the next statement, even if rows are left unread."""
+    def execute(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None = None
+    ) -> Awaitable[FetchedCursor]:
+        """Run one statement on ``conn``."""
+
+    def release(self, conn: ConnectionHolder) -> None:
+        """Give back a connection this source handed out."""
+
+    def is_closed(self, conn: ConnectionHolder) -> bool:
+        """Whether ``conn`` is known to be closed."""
+
+    def connection_lost(self, conn: ConnectionHolder) -> bool:
+        """Whether an idle ``conn`` is known dead, found without a round trip."""
+
+    def is_interrupted(self, conn: ConnectionHolder) -> bool:
+        """Whether a statement on ``conn`` was cut off before its answer was read."""
+
+    async def open_stream(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        """Start streaming the rows of one select on ``conn``."""
+
+    async def fetch_stream(self, conn: ConnectionHolder, stream: RawStream) -> Sequence[Sequence[Any]]:
+        """The next chunk of a stream's rows."""
+
+    async def close_stream(self, conn: ConnectionHolder, stream: RawStream) -> None:
+        """Leave ``conn`` ready for its next statement."""
+
+    def end_lease(self, conn: ConnectionHolder, lease: StreamLease) -> None:
+        """The stream on ``conn`` is over."""
+
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``work`` in a task that closing the source waits for."""
 
 
-class Pool(ABC):
-    """Connections of one database on one event loop."""
-
-    #: The statement that opens a transaction on this driver.
-    begin_statement: ClassVar[str] = "BEGIN"
+class Pool:
+    """Up to ``max_size`` connections of one database, opened on the running event loop."""
 
     #: Seconds a timed-out statement's connection may take, after the server was
     #: told to stop the statement, to answer; after that the connection is closed.
@@ -65,108 +95,76 @@ class Pool(ABC):
     def __init__(
         self,
         database: AsyncDatabase,
+        driver: Driver,
         min_size: int,
         max_size: int,
         acquire_timeout: float | None,
     ) -> None:
         self.database = database
+        self.driver = driver
         self.min_size = min_size
         self.max_size = max_size
         self.acquire_timeout = acquire_timeout
+        self.begin_statement = driver.begin_statement
         self.loop = asyncio.get_running_loop()
-        self._cleanups: set[asyncio.Task[None]] = set()
-        # Connections whose statement was cut off (cancelled mid-flight): the
-        # protocol state is unknown, so they are closed, never reused.
-        self._interrupted: set[Any] = set()
+        self._cleanups: set[asyncio.Task[Any]] = set()
+        self._free: list[ConnectionHolder] = []
+        # Every open connection, free or handed out (to close them all at the end).
+        self._open: set[ConnectionHolder] = set()
+        # A slot is held by each connection handed out, and by each being opened.
+        self._slots = asyncio.Semaphore(max_size)
+        self._opening = 0
+        self._closing = False
+        self._all_back = asyncio.Event()
         # Connections lent to a row stream (peewee_async.streaming) until it ends.
         self.streams = StreamLeases(database)
-        # Connections whose statement the server was told to stop (query_timeout).
-        # A stream's statement outlives the step that timed out: the stop may
-        # show only in a later step's error, which then is a QueryTimeout too.
-        self._stop_sent: set[Any] = set()
 
-    # -- the hooks a driver fills in -------------------------------------
-
-    @abstractmethod
-    async def open(self, timeout: float | None) -> None:
-        """Create the driver's pool; connect ``min_size`` connections."""
-
-    def driver_connection(self, conn: Any) -> Any:
-        """The DB-API connection under ``conn``, as peewee's sync code knows it."""
-        return conn
-
-    @abstractmethod
-    async def _acquire_raw(self) -> Any:
-        """Take a connection from the driver's pool, waiting for one."""
-
-    @abstractmethod
-    def _release_raw(self, conn: Any) -> None:
-        """Give an idle connection back to the driver's pool."""
-
-    @abstractmethod
-    def _close_raw(self, conn: Any) -> None:
-        """Close a connection that cannot be reused."""
-
-    @abstractmethod
-    def is_closed(self, conn: Any) -> bool:
-        """Whether ``conn`` is known to be closed (by us, the driver or the server)."""
-
-    @abstractmethod
-    def in_transaction(self, conn: Any) -> bool:
-        """Whether the server sees ``conn`` inside a transaction block."""
-
-    @abstractmethod
-    async def _execute_raw(self, conn: Any, sql: str, params: Sequence[Any]) -> FetchedCursor:
-        """Run one statement on ``conn`` and read its whole result."""
-
-    @abstractmethod
-    async def _cancel_on_server(self, conn: Any) -> None:
-        """Tell the server to stop the statement running on ``conn`` (from another connection)."""
-
-    def connection_lost(self, conn: Any) -> bool:
-        """Whether an idle ``conn`` is known dead, found without a round trip to the server."""
-        return self.is_closed(conn)
-
-    @abstractmethod
-    async def _open_stream_raw(
-        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
-    ) -> RawStream:
-        """Start streaming the rows of one select on ``conn``, ``chunk_size`` rows per fetch.
-
-        Outside a transaction the server may need one for the time of the
-        stream (PostgreSQL's cursors do); the stream then opens and ends it itself.
-        """
-
-    @abstractmethod
-    async def _close_all(self, timeout: float | None) -> None:
-        """Close the driver's pool and every connection in it."""
-
-    @abstractmethod
-    def _terminate_raw(self) -> None:
-        """Close every connection at once, without awaiting (their loop may be gone)."""
+    # -- size --------------------------------------------------------------
 
     @property
-    @abstractmethod
     def size(self) -> int:
-        """Connections open now, in use or free."""
+        """Connections open or being opened now, in use or free."""
+        return len(self._open) + self._opening
 
     @property
-    @abstractmethod
     def freesize(self) -> int:
         """Connections open and free now."""
-
-    # -- shared behaviour ------------------------------------------------
+        return len(self._free)
 
     @property
     def used(self) -> int:
         """Connections handed out and not yet given back."""
         return self.size - self.freesize
 
-    def _free_now(self) -> bool:
-        """Whether the driver hands over a connection without waiting for one (then no timer is set)."""
-        return False
+    def connections(self) -> list[ConnectionHolder]:
+        """Every open connection, free or handed out."""
+        return list(self._open)
 
-    async def acquire(self) -> Any:
+    # -- opening and acquiring ---------------------------------------------
+
+    async def open(self) -> None:
+        """Connect ``min_size`` connections."""
+        self.driver.require()
+        for _ in range(self.min_size):
+            self._free.append(await self._connect())
+
+    async def _connect(self) -> ConnectionHolder:
+        self._opening += 1
+        try:
+            try:
+                raw = await self.driver.connect(self.database, self.database.connect_timeout)
+            except Exception as exc:
+                translated = self.driver.errors.translate(exc)
+                if translated is None:
+                    raise
+                raise translated.with_traceback(exc.__traceback__)  # noqa: B904 - as peewee chains them
+        finally:
+            self._opening -= 1
+        conn = ConnectionHolder(raw)
+        self._open.add(conn)
+        return conn
+
+    async def acquire(self) -> ConnectionHolder:
         """A live connection of our own, or :class:`PoolTimeout` after ``acquire_timeout``.
 
         An idle connection that the server closed (killed, restarted, timed
@@ -174,44 +172,46 @@ class Pool(ABC):
         """
         if self.streams:
             self.streams.check_not_all_held(asyncio.current_task(), self.max_size)
-        try:
-            while True:
-                conn = await self._acquire_one()
-                if not self.connection_lost(conn):
-                    return conn
-                logger.info("Replacing a connection of %s that the server closed", self.database.describe())
-                self._discard(conn)
-        except TimeoutError:
-            raise self._timeout_error() from None
+        while True:
+            if self._free and not self._slots.locked() and not self._closing:
+                # Nothing will be waited for: no timeout to arm, no coroutine more.
+                await self._slots.acquire()
+                conn = self._free.pop()
+            else:
+                conn = await self._acquire_waiting()
+            if not self.driver.connection_lost(conn):
+                return conn
+            logger.info("Replacing a connection of %s that the server closed", self.database.describe())
+            self._discard(conn)
 
-    async def _acquire_one(self) -> Any:
-        could_open = False
+    async def _acquire_waiting(self) -> ConnectionHolder:
+        if self._closing:
+            raise peewee.InterfaceError(
+                f"The pool of {self.database.describe()} is closing; no connections are handed out."
+            )
+        slots = self._slots
+        connecting = False
         try:
-            if self._free_now():
-                # Arming the timeout costs more than the rest of the acquire: skip
-                # it when nothing will be waited for.
-                with translate_driver_errors:
-                    return await self._acquire_raw()
-            could_open = self.size < self.max_size
-            # asyncio.timeout adds no task in between: once the driver has
-            # handed us a connection, no cancellation can lose it.
+            # asyncio.timeout adds no task in between: once a connection is ours,
+            # no cancellation can lose it.
             async with asyncio.timeout(self.acquire_timeout):
-                with translate_driver_errors:
-                    return await self._acquire_raw()
-        except BaseException as exc:
-            # A waiter the driver's pool had just woken for a freed connection,
-            # cancelled (or timed out) before it ran, swallows that wake-up
-            # (asyncio.Condition before Python 3.13): pass it on to the next
-            # waiter, or it would sleep beside a free connection.
-            self._wake_next_waiter()
-            if isinstance(exc, peewee.OperationalError):
-                message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
-                raise type(exc)(message) from exc
-            if isinstance(exc, TimeoutError) and could_open and self.size < self.max_size:
-                # The pool had room for a new connection all along: the wait was
-                # for one to open (the drivers' pools open them inside acquire).
+                await slots.acquire()
+                try:
+                    if self._free:
+                        return self._free.pop()
+                    connecting = True
+                    return await self._connect()
+                except BaseException:
+                    slots.release()
+                    raise
+        except TimeoutError:
+            if connecting:
+                # The pool had room for a new connection: the wait was for it to open.
                 raise self._connect_timeout_error() from None
-            raise
+            raise self._timeout_error() from None
+        except peewee.OperationalError as exc:
+            message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
+            raise type(exc)(message) from exc
 
     def _timeout_error(self) -> PoolTimeout:
         return PoolTimeout(
@@ -230,14 +230,35 @@ class Pool(ABC):
             "answer. Check that the server is up and the network between reaches it."
         )
 
-    def _wake_next_waiter(self) -> None:  # noqa: B027 - an optional hook
-        """Wake a task waiting in ``_acquire_raw`` if a connection is free or may open; a driver hook."""
+    # -- what the driver knows of a connection -----------------------------
 
-    async def execute(
-        self, conn: Any, sql: str, params: Sequence[Any], timeout: float | None = None
-    ) -> FetchedCursor:
-        """Run one statement on ``conn``; with ``timeout``, stop it on the server after that long."""
-        if conn in self._interrupted:
+    def is_closed(self, conn: ConnectionHolder) -> bool:
+        """Whether ``conn`` is known to be closed (by us, the driver or the server)."""
+        return conn.closed or self.driver.is_closed(conn)
+
+    def connection_lost(self, conn: ConnectionHolder) -> bool:
+        """Whether an idle ``conn`` is known dead, found without a round trip to the server."""
+        return conn.closed or self.driver.connection_lost(conn)
+
+    def in_transaction(self, conn: ConnectionHolder) -> bool:
+        """Whether the server sees ``conn`` inside a transaction block."""
+        return self.driver.transaction_status(conn) is not _IDLE
+
+    def is_interrupted(self, conn: ConnectionHolder) -> bool:
+        """Whether a statement on ``conn`` was cut off before the server's answer was read."""
+        return conn.interrupted
+
+    # -- statements ------------------------------------------------------
+
+    def execute(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None = None
+    ) -> Awaitable[FetchedCursor]:
+        """Run one statement on ``conn``; with ``timeout``, stop it on the server after that long.
+
+        Not a coroutine itself: the caller awaits the driver's statement with
+        one coroutine of ours (:meth:`_guarded`) in between.
+        """
+        if conn.interrupted:
             # Only a transaction can come back to a connection whose statement
             # was cut off; its protocol state is unknown, so nothing more is sent.
             raise ConnectionLost(
@@ -246,14 +267,64 @@ class Pool(ABC):
                 "connection was closed, which rolled the transaction back. Leave the "
                 "`async with` block and run the whole transaction again."
             )
-        if self.streams:
-            await self.streams.wait_closed(conn)  # refuses while a stream is open on it
-        try:
-            return await self._guarded(conn, self._execute_raw(conn, sql, params), timeout, sql)
-        finally:
-            self._stop_sent.discard(conn)
+        conn.stop_sent = False  # a stop asked for an earlier statement is no longer news
+        if self.streams and conn in self.streams:
+            return self._execute_after_stream(conn, sql, params, timeout)
+        return self._guarded(conn, self.driver.execute(conn, sql, params), timeout, sql)
 
-    async def _run_timed(self, conn: Any, step: Awaitable[T], timeout: float) -> T:
+    async def _execute_after_stream(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None
+    ) -> FetchedCursor:
+        await self.streams.wait_closed(conn)  # refuses while a stream is open on it
+        return await self._guarded(conn, self.driver.execute(conn, sql, params), timeout, sql)
+
+    async def _guarded(
+        self, conn: ConnectionHolder, step: Awaitable[T], timeout: float | None, sql: str
+    ) -> T:
+        """Await ``step``, one exchange with the server on ``conn``; with ``timeout``, stop it then.
+
+        A step cut off by a cancellation leaves the protocol in an unknown state,
+        so the connection is then closed, never reused.
+        """
+        conn.interrupted = True
+        try:
+            if timeout is None:
+                result = await step
+            else:
+                result = await self._run_timed(conn, step, timeout)
+        except _Unanswered:
+            # The statement's answer never came: the connection stays marked
+            # interrupted, so it is closed on release and never reused.
+            raise QueryTimeout(
+                f"The statement ran longer than query_timeout={timeout}s on "
+                f"{self.database.describe()}, and the server did not answer the request to stop "
+                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
+                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
+            ) from None
+        except _TimedOut as timed_out:
+            conn.interrupted = False
+            raise self._stopped_error(timeout, sql) from timed_out.__cause__
+        except Exception as exc:
+            # The server answered with an error: the connection is in a known state.
+            conn.interrupted = False
+            translated = self.driver.errors.translate(exc)
+            if conn.stop_sent and isinstance(translated or exc, peewee.OperationalError):
+                # A stream stopped by an earlier step's query_timeout (MySQL and
+                # SQLite end its statement with an error at the next read).
+                raise self._stopped_error(timeout, sql) from exc
+            if translated is None:
+                raise
+            raise translated.with_traceback(exc.__traceback__)  # noqa: B904 - as peewee chains them
+        except BaseException:
+            # Cut off (cancelled) before the answer was read. Close at once rather
+            # than at release: inside a transaction the server then rolls back and
+            # frees its locks now, not when the task gets round to leaving the block.
+            self._close_quietly(conn)
+            raise
+        conn.interrupted = False
+        return result
+
+    async def _run_timed(self, conn: ConnectionHolder, step: Awaitable[T], timeout: float) -> T:
         # At the deadline the server is asked, from another connection, to stop
         # the statement; the statement's own answer (an error, usually) still
         # comes back here, so the connection stays usable. Only when no answer
@@ -262,7 +333,7 @@ class Pool(ABC):
 
         def cancel() -> None:
             nonlocal cancelling
-            self._stop_sent.add(conn)
+            conn.stop_sent = True
             cancelling = self.loop.create_task(self._cancel_with_grace(conn))
 
         deadline = self.loop.call_later(timeout, cancel)
@@ -276,7 +347,7 @@ class Pool(ABC):
             if cancelling is None or (task is not None and task.cancelling()):
                 raise
             # Whatever the statement raised once it was told to stop (a driver
-            # error, or the CancelledError aiopg makes of a cancelled statement).
+            # error, or the CancelledError a driver makes of a cancelled statement).
             raise _TimedOut() from exc
         finally:
             deadline.cancel()
@@ -286,78 +357,14 @@ class Pool(ABC):
                 await asyncio.shield(cancelling)
         return result
 
-    async def _cancel_with_grace(self, conn: Any) -> None:
+    async def _cancel_with_grace(self, conn: ConnectionHolder) -> None:
         try:
             async with asyncio.timeout(self.cancel_grace):
-                await self._cancel_on_server(conn)
+                await self.driver.cancel(self.database, conn, self.cancel_grace)
         except Exception:
             logger.warning(
                 "Could not stop a timed-out statement on %s", self.database.describe(), exc_info=True
             )
-
-    # -- row streams -----------------------------------------------------
-
-    def end_lease(self, conn: Any, lease: StreamLease) -> None:
-        """The stream is over: ``conn`` takes statements again."""
-        if self.streams.end(conn, lease):
-            self._stop_sent.discard(conn)
-
-    # A stream's steps are bounded by the database's query_timeout as statements
-    # are: without it a network gone silent mid-loop would hang the loop.
-
-    async def open_stream(self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int) -> RawStream:
-        step = self._open_stream_raw(conn, sql, params, chunk_size)
-        return await self._guarded(conn, step, self.database.query_timeout, sql)
-
-    async def fetch_stream(self, conn: Any, stream: RawStream) -> Sequence[Sequence[Any]]:
-        return await self._guarded(
-            conn, stream.fetch(), self.database.query_timeout, "(iterate() reading rows)"
-        )
-
-    async def close_stream(self, conn: Any, stream: RawStream) -> None:
-        await self._guarded(conn, stream.close(), self.database.query_timeout, "(iterate() closing its rows)")
-
-    async def _guarded(self, conn: Any, step: Awaitable[T], timeout: float | None, sql: str) -> T:
-        """Await ``step``, one exchange with the server on ``conn``; with ``timeout``, stop it then.
-
-        A step cut off by a cancellation leaves the protocol in an unknown state,
-        so the connection is then closed, never reused.
-        """
-        self._interrupted.add(conn)
-        try:
-            with translate_driver_errors:
-                if timeout is None:
-                    result = await step
-                else:
-                    result = await self._run_timed(conn, step, timeout)
-        except _Unanswered:
-            # The statement's answer never came: the connection stays marked
-            # interrupted, so it is closed on release and never reused.
-            raise QueryTimeout(
-                f"The statement ran longer than query_timeout={timeout}s on "
-                f"{self.database.describe()}, and the server did not answer the request to stop "
-                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
-                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
-            ) from None
-        except _TimedOut as timed_out:
-            self._interrupted.discard(conn)
-            raise self._stopped_error(timeout, sql) from timed_out.__cause__
-        except Exception as exc:
-            # The server answered with an error: the connection is in a known state.
-            self._interrupted.discard(conn)
-            if conn in self._stop_sent and isinstance(exc, peewee.OperationalError):
-                # A stream stopped by an earlier step's query_timeout (MySQL and
-                # SQLite end its statement with an error at the next read).
-                raise self._stopped_error(timeout, sql) from exc
-            raise
-        except BaseException:
-            # Cut off (cancelled) before the answer was read. Close at once rather
-            # than at release: inside a transaction the server then rolls back and
-            # frees its locks now, not when the task gets round to leaving the block.
-            self._close_quietly(conn)
-            raise
-        self._interrupted.discard(conn)
-        return result
 
     def _stopped_error(self, timeout: float | None, sql: str) -> QueryTimeout:
         return QueryTimeout(
@@ -366,104 +373,157 @@ class Pool(ABC):
             f"or make the statement faster. Statement: {_shorten(sql)}"
         )
 
-    def is_interrupted(self, conn: Any) -> bool:
-        """Whether a statement on ``conn`` was cut off before the server's answer was read."""
-        return conn in self._interrupted
+    # -- row streams -----------------------------------------------------
+    # A stream's steps are bounded by the database's query_timeout as statements
+    # are: without it a network gone silent mid-loop would hang the loop.
 
-    def release(self, conn: Any) -> None:
+    async def open_stream(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> RawStream:
+        conn.stop_sent = False
+        step = self.driver.open_stream(conn, sql, params, chunk_size)
+        return await self._guarded(conn, step, self.database.query_timeout, sql)
+
+    async def fetch_stream(self, conn: ConnectionHolder, stream: RawStream) -> Sequence[Sequence[Any]]:
+        return await self._guarded(
+            conn, stream.fetch(), self.database.query_timeout, "(iterate() reading rows)"
+        )
+
+    async def close_stream(self, conn: ConnectionHolder, stream: RawStream) -> None:
+        await self._guarded(conn, stream.close(), self.database.query_timeout, "(iterate() closing its rows)")
+
+    def end_lease(self, conn: ConnectionHolder, lease: StreamLease) -> None:
+        """The stream is over: ``conn`` takes statements again."""
+        if self.streams.end(conn, lease):
+            conn.stop_sent = False
+
+    # -- giving back -------------------------------------------------------
+
+    def release(self, conn: ConnectionHolder) -> None:
         """Give ``conn`` back; a connection left inside a transaction is rolled back first.
 
         Never awaits on the clean path, so a cancelled task cannot skip it; the
-        rollback of a dirty connection runs in a task of its own that a
-        cancellation of the caller does not reach.
+        rollback of a dirty connection (the driver's :meth:`~.Driver.reset`)
+        runs in a task of its own that a cancellation of the caller does not reach.
         """
-        self._stop_sent.discard(conn)
-        lease = self.streams.of_transaction(conn)
-        if lease is not None:
-            # A transaction's connection given back while a stream still closes on
-            # it (the transaction's end was cancelled): give it back after that.
-            if lease.closing is not None:
-                lease.closing.add_done_callback(lambda _: self.release(conn))
-                return
-            self.streams.revoke(conn, lease, "its connection was given back to the pool")
-            self._interrupted.add(conn)
-        if conn in self._interrupted:
-            self._interrupted.discard(conn)
+        conn.stop_sent = False
+        if self.streams:
+            lease = self.streams.of_transaction(conn)
+            if lease is not None:
+                # A transaction's connection given back while a stream still closes
+                # on it (the transaction's end was cancelled): give it back after that.
+                if lease.closing is not None:
+                    lease.closing.add_done_callback(lambda _: self.release(conn))
+                    return
+                self.streams.revoke(conn, lease, "its connection was given back to the pool")
+                conn.interrupted = True
+        if conn.interrupted:
             self._discard(conn)
             return
         try:
             closed = self.is_closed(conn)
-            dirty = not closed and self.in_transaction(conn)
+            status = _IDLE if closed else self.driver.transaction_status(conn)
         except Exception:  # a broken connection cannot tell: do not reuse it
             self._discard(conn)
             return
-        if not dirty:  # the driver's pool drops a closed connection itself
-            self._release_raw(conn)
-            return
-        task = self.loop.create_task(self._rollback_and_release(conn))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        if closed:
+            self._drop(conn)
+        elif status is _IDLE:
+            self._put_back(conn)
+        else:
+            self.in_background(self._reset_and_put_back(conn))
 
-    async def settle(self) -> None:
-        """Wait until the rollbacks of connections given back dirty have finished."""
-        while self._cleanups:
-            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
-
-    async def _rollback_and_release(self, conn: Any) -> None:
+    async def _reset_and_put_back(self, conn: ConnectionHolder) -> None:
         try:
-            await self._execute_raw(conn, "ROLLBACK", ())
+            await self.driver.reset(conn)
         except BaseException:
             logger.warning("Rollback of a returned connection failed; closing it", exc_info=True)
             self._discard(conn)
             return
-        self._release_raw(conn)
+        self._put_back(conn)
 
-    def _discard(self, conn: Any) -> None:
+    def _put_back(self, conn: ConnectionHolder) -> None:
+        if self._closing:
+            self._discard(conn)
+            return
+        self._free.append(conn)
+        self._slots.release()
+
+    def _discard(self, conn: ConnectionHolder) -> None:
+        """Close a handed-out connection that cannot be reused, and free its slot."""
         try:
             self._close_quietly(conn)
         finally:
-            self._release_raw(conn)
-            # The drivers' pools wake a waiter when a connection comes back
-            # free, not when one is dropped: without this a task waiting for a
-            # connection would wait out acquire_timeout, though one could open.
-            self._wake_next_waiter()
+            self._drop(conn)
 
-    def _close_quietly(self, conn: Any) -> None:
+    def _drop(self, conn: ConnectionHolder) -> None:
+        self._open.discard(conn)
+        self._slots.release()
+        if self._closing and not self._open:
+            self._all_back.set()
+
+    def _close_quietly(self, conn: ConnectionHolder) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
         try:
-            if not self.is_closed(conn):
-                self._close_raw(conn)
+            closing = self.driver.close(conn)
         except Exception:
             logger.debug("Closing a broken connection failed", exc_info=True)
+            return
+        if closing is not None:
+            self.in_background(_quietly(closing))
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` in a task that :meth:`settle` (and so :meth:`close`) waits for."""
         task = self.loop.create_task(work)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Wait until the rollbacks of connections given back dirty (and other cleanups) have finished."""
+        while self._cleanups:
+            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
+
+    # -- closing -----------------------------------------------------------
+
+    async def close(self, timeout: float | None) -> None:
+        """Close every connection: the free ones now, the others once given back (or after ``timeout``)."""
+        await self.settle()
+        self._closing = True
+        free, self._free = self._free, []
+        for conn in free:
+            self._open.discard(conn)
+            self._close_quietly(conn)
+        if self._open:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._all_back.wait()
+            except TimeoutError:
+                for conn in list(self._open):
+                    self._open.discard(conn)
+                    self._close_quietly(conn)
+        await self.settle()
 
     def abandon(self) -> None:
         """Close the sockets of a pool whose event loop has stopped; nothing is awaited."""
-        try:
-            self._terminate_raw()
-        except Exception:
-            logger.debug("Closing the connections of a stopped event loop failed", exc_info=True)
+        self._closing = True
+        self._free = []
+        for conn in list(self._open):
+            try:
+                conn.closed = True
+                self.driver.terminate(conn)
+            except Exception:
+                logger.debug("Closing the connections of a stopped event loop failed", exc_info=True)
+        self._open.clear()
 
-    async def close(self, timeout: float | None) -> None:
-        await self.settle()
-        await self._close_all(timeout)
 
-
-def idle_without_waiting(driver_pool: Any) -> bool:
-    """Whether an aiopg/aiomysql pool's acquire takes an idle connection without waiting.
-
-    It does when a connection is idle and no other acquire holds or waits for
-    the pool's lock; at worst it replaces an idle connection found dead, which
-    connect_timeout bounds.
-    """
-    if driver_pool is None or not driver_pool._free:
-        return False
-    condition = driver_pool._cond
-    return not condition.locked() and not condition._lock._waiters
+async def _quietly(closing: Awaitable[None]) -> None:
+    try:
+        await closing
+    except Exception:
+        logger.debug("Closing a connection failed", exc_info=True)
 
 
 class _TimedOut(Exception):
@@ -474,25 +534,5 @@ class _Unanswered(Exception):
     """The statement gave no answer, even after the server was told to stop it."""
 
 
-def driver_message(exc: BaseException) -> str:
-    """The driver's own message in a peewee exception made by ``translate_driver_errors``."""
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip()
-    cause = inner.__cause__  # e.g. the OSError under PyMySQL's "Can't connect to MySQL server"
-    if cause is not None and str(cause) not in text:
-        text += f" ({cause})"
-    return text
-
-
 def _shorten(sql: str, limit: int = 200) -> str:
     return sql if len(sql) <= limit else sql[: limit - 3] + "..."
-
-
-def socket_readable(fd: int) -> bool:
-    """Whether ``fd`` has data or an end-of-file waiting (an idle connection should have neither)."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([fd], [], [], 0)
-    return bool(readable)

@@ -44,8 +44,8 @@ class Session:
 def session_of(backend: str, conn: Any) -> Session:
     """The server session and socket of one connection of the async pool, read without a query."""
     if is_postgres(backend):
-        return Session(conn.raw.get_backend_pid(), conn.raw.fileno())
-    return Session(conn.thread_id(), conn._writer.transport.get_extra_info("socket").fileno())
+        return Session(conn.raw.raw.get_backend_pid(), conn.raw.raw.fileno())
+    return Session(conn.raw.thread_id(), conn.raw._writer.transport.get_extra_info("socket").fileno())
 
 
 async def idle_sessions(db: peewee_async.AsyncDatabase, backend: str) -> list[Session]:

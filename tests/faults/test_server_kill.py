@@ -129,7 +129,7 @@ async def test_sqlite_closed_idle_connection_is_replaced(sqlite_db):
     objects = peewee_async.Manager(sqlite_db)
     await objects.create(TestModel, text="before")
     (conn,) = sqlite_db.pool._free
-    await conn.close()  # closed behind the pool's back (its thread ends)
+    await conn.raw.close()  # closed behind the pool's back (its thread ends)
     await objects.create(TestModel, text="after")
     assert [m.text for m in await objects.execute(TestModel.select().order_by(TestModel.id))] == [
         "before",
@@ -143,7 +143,7 @@ async def test_sqlite_closed_inside_transaction(sqlite_db):
     with pytest.raises(ConnectionLost, match="rolled the transaction back"):
         async with objects.atomic():
             await objects.create(TestModel, text="lost")
-            await sqlite_db._current_transactions().connection.close()
+            await sqlite_db._current_transactions().connection.raw.close()
             await objects.create(TestModel, text="lost-2")
     await sqlite_db.pool.settle()
     assert sqlite_db.pool.used == 0

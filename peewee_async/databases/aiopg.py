@@ -1,0 +1,143 @@
+"""The aiopg driver: psycopg2 in asynchronous mode (always autocommit), for the PostgreSQL family."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import peewee
+
+from ..cursor import FetchedCursor
+from .driver import (
+    ConnectionHolder,
+    ErrorMap,
+    TransactionStatus,
+    dbapi_errors,
+    optional_import,
+    socket_readable,
+)
+from .postgres import PostgresqlDriver, connect_arguments
+
+if TYPE_CHECKING:
+    from .base import AsyncDatabase
+
+aiopg = optional_import("aiopg")
+psycopg2 = optional_import("psycopg2")
+extensions = optional_import("psycopg2.extensions")
+
+# The most rows a connection's kept cursor may hold on to (see AiopgDriver.execute).
+_KEPT_RESULT_ROWS = 100
+
+
+class AiopgDriver(PostgresqlDriver):
+    """aiopg connections; hstore, JSON and UUID values are adapted as psycopg2 adapts them."""
+
+    name = "aiopg"
+    extra = "postgresql"
+    errors = ErrorMap(dbapi_errors(psycopg2) if psycopg2 is not None else {})
+
+    def installed(self) -> bool:
+        return aiopg is not None
+
+    def init_options(self, options: dict[str, Any]) -> None:
+        # aiopg speaks psycopg2 only, so peewee's sync side must adapt values for psycopg2.
+        options.pop("prefer_psycopg3", None)
+
+    async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
+        dsn, params = connect_arguments(database, timeout)
+        return await aiopg.connect(
+            dsn,
+            # aiopg applies this one timeout to every statement; we bound
+            # statements ourselves and leave them unbounded, as psycopg2 does.
+            timeout=None,
+            enable_json=not plain,
+            enable_hstore=not plain and bool(getattr(database, "register_hstore", False)),
+            enable_uuid=not plain,
+            **params,
+        )
+
+    def close(self, conn: ConnectionHolder) -> None:
+        conn.raw.close()
+
+    def terminate(self, conn: ConnectionHolder) -> None:
+        conn.raw.close()
+
+    def is_closed(self, conn: ConnectionHolder) -> bool:
+        return bool(conn.raw.closed)
+
+    def transaction_status(self, conn: ConnectionHolder) -> TransactionStatus:
+        status = conn.raw.raw.get_transaction_status()
+        if status == extensions.TRANSACTION_STATUS_IDLE:
+            return TransactionStatus.IDLE
+        if status == extensions.TRANSACTION_STATUS_INERROR:
+            return TransactionStatus.FAILED
+        return TransactionStatus.OPEN
+
+    def connection_lost(self, conn: ConnectionHolder) -> bool:
+        raw = conn.raw
+        if raw.closed:
+            return True
+        fd = raw.raw.fileno()
+        if not socket_readable(fd):
+            return False
+        # An idle connection has nothing to read but a notification, or the
+        # server's goodbye: an ErrorResponse ('E', e.g. "terminating connection
+        # due to administrator command") and the end of the stream.
+        with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                first = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+        return first in (b"", b"E")
+
+    def session_id(self, conn: ConnectionHolder) -> int:
+        return int(conn.raw.raw.get_backend_pid())
+
+    def version_source(self, conn: ConnectionHolder) -> Any:
+        return conn.raw.raw
+
+    async def execute(self, conn: ConnectionHolder, sql: str, params: Sequence[Any]) -> FetchedCursor:
+        # Making an aiopg cursor costs about a tenth of a short statement, so a
+        # connection keeps one while its results are small (a cursor holds its
+        # last result until the next statement).
+        cursor = conn.kept
+        conn.kept = None
+        if cursor is None or cursor.closed:
+            cursor = await conn.raw.cursor()
+        try:
+            try:
+                await cursor.execute(sql, params or None)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # Nobody cancelled this task: aiopg turned the server's
+                # cancellation of the statement into a CancelledError.
+                raise extensions.QueryCanceledError(
+                    "canceling statement: the server stopped it (statement_timeout, "
+                    "pg_cancel_backend or query_timeout)"
+                ) from None
+            except ValueError as exc:
+                if "NUL" not in str(exc):
+                    raise
+                # psycopg2 refuses a NUL character while quoting, before sending
+                # anything: the connection and its transaction are unharmed.
+                raise peewee.DataError(
+                    f"{exc} PostgreSQL text cannot contain NUL (0x00) characters: store binary "
+                    "data in a BlobField (bytea), or remove the NUL characters from the text."
+                ) from exc
+            description = cursor.description
+            rows = await cursor.fetchall() if description is not None else []
+            result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
+        except BaseException:
+            cursor.close()
+            raise
+        if len(rows) <= _KEPT_RESULT_ROWS:
+            conn.kept = cursor
+        else:
+            cursor.close()
+        return result
