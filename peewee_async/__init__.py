@@ -6,8 +6,8 @@ database objects keep serving sync peewee code.
 """
 
 from . import db_url, testing
-from .databases import (
-    AsyncDatabase,
+from .databases import AsyncDatabase
+from .databases.registry import (
     MySQLDatabase,
     PooledMySQLDatabase,
     PooledPostgresqlDatabase,

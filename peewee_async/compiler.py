@@ -26,11 +26,12 @@ DEFAULT_STATEMENT_CACHE_SIZE = 1000
 def compile_query(database: AsyncDatabase, query: Any) -> tuple[str, list[Any]]:
     """The SQL of ``query`` on ``database`` and its parameters, as peewee's ``Database.execute`` makes them.
 
-    peewee's SQL may depend on the server version, which an async database
-    reads when its pool opens: compile once a connection was picked.
+    The SQL is in the driver's parameter style. peewee's SQL may depend on the
+    server version, which an async database reads when its pool opens: compile
+    once a connection was picked.
     """
     sql, params = database.get_sql_context().sql(query).query()
-    return sql, params
+    return database.driver.driver_sql(sql), params
 
 
 class StatementCache:

@@ -3,25 +3,11 @@
 ``base`` is what every async database shares; ``pool`` the connections of one
 database; ``driver`` the contract a driver module implements; ``postgres``,
 ``mysql`` and ``sqlite`` the families; ``aiopg``, ``aiomysql`` and
-``aiosqlite`` the driver modules; ``registry`` the table of public classes.
+``aiosqlite`` the driver modules; ``registry`` the table of public classes,
+which ``peewee_async`` exports.
 """
 
 from .base import AsyncDatabase
 from .pool import Pool
-from .registry import (
-    MySQLDatabase,
-    PooledMySQLDatabase,
-    PooledPostgresqlDatabase,
-    PostgresqlDatabase,
-    SqliteDatabase,
-)
 
-__all__ = [
-    "AsyncDatabase",
-    "MySQLDatabase",
-    "Pool",
-    "PooledMySQLDatabase",
-    "PooledPostgresqlDatabase",
-    "PostgresqlDatabase",
-    "SqliteDatabase",
-]
+__all__ = ["AsyncDatabase", "Pool"]

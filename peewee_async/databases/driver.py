@@ -150,6 +150,14 @@ class Driver(ABC):
     def init_options(self, options: dict[str, Any]) -> None:  # noqa: B027 - an optional hook
         """Adjust the options of the database's ``init()`` for this driver (in place)."""
 
+    def driver_sql(self, sql: str) -> str:
+        """``sql``, compiled by peewee in its parameter style (``%s`` or ``?``), in the driver's.
+
+        Called once per compile; the statement cache keeps the result. The
+        drivers of today take peewee's style as it is.
+        """
+        return sql
+
     def require(self) -> None:
         """Raise ``ImproperlyConfigured`` naming the pip extra if the driver is missing."""
         if not self.installed():
