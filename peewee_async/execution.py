@@ -167,17 +167,3 @@ async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
         wrapper.fill_cache()
         return list(wrapper.row_cache)
     return result
-
-
-def run_statement(
-    database: AsyncDatabase, intent: Intent, statement: shapes.Statement, values: Any
-) -> Coroutine[Any, Any, FetchedCursor] | None:
-    """The run of a compiled shape with ``values``, to await; ``None`` when a value needs the generic path.
-
-    Not a coroutine itself: one await less between the caller and the driver.
-    """
-    try:
-        params = statement.params(values)
-    except shapes.Fallback:
-        return None
-    return database._execute(intent, statement.sql, params)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import peewee
 
 from . import shapes
-from .execution import database_of, database_of_model, execute, run_statement
+from .execution import database_of, database_of_model, execute
 from .intent import Intent
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ async def get(database: AsyncDatabase | None, source: Any, *args: Any, **kwargs:
         found = shapes.get_statement(db, source, args, kwargs)
         if found is not None:
             statement, values = found
-            running = run_statement(db, Intent.READ, statement, values)
+            running = statement.run(db, Intent.READ, values)
             if running is not None:
                 cursor = await running
                 rows = cursor.rows
@@ -98,7 +98,7 @@ async def insert_instance(database: AsyncDatabase | None, instance: Any) -> None
     pk: Any = _NOT_RUN
     statement = shapes.insert_statement(db, model, tuple(field_dict))
     if statement is not None:
-        running = run_statement(db, Intent.WRITE, statement, list(field_dict.values()))
+        running = statement.run(db, Intent.WRITE, list(field_dict.values()))
         if running is not None:
             cursor = await running
             if statement.result is None:
@@ -150,7 +150,7 @@ async def update(database: AsyncDatabase | None, instance: Any, only: Any = None
     pk = instance._pk
     statement = shapes.update_statement(db, model, tuple(field_dict)) if shapes.where_value(pk) else None
     if statement is not None:
-        running = run_statement(db, Intent.WRITE, statement, [*field_dict.values(), pk])
+        running = statement.run(db, Intent.WRITE, [*field_dict.values(), pk])
         if running is not None:
             cursor = await running
             rows = db.rows_affected(cursor)
@@ -176,7 +176,7 @@ async def delete(
         pk = instance._pk
         statement = shapes.delete_statement(db, model) if shapes.where_value(pk) else None
         if statement is not None:
-            running = run_statement(db, Intent.WRITE, statement, [pk])
+            running = statement.run(db, Intent.WRITE, [pk])
             if running is not None:
                 cursor = await running
                 return int(db.rows_affected(cursor))
@@ -277,7 +277,7 @@ async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = 
     db = database_of(query, database)
     statement = shapes.count_statement(db, query, lambda plain: _counting(plain, False).tuples().limit(1))
     if statement is not None:
-        running = run_statement(db, Intent.READ, statement, ())
+        running = statement.run(db, Intent.READ, ())
         if running is not None:
             cursor = await running
             rows = cursor.rows

@@ -23,7 +23,7 @@ field methods, ...), goes the generic way.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import peewee
@@ -31,7 +31,9 @@ import peewee
 from .compiler import compile_query
 
 if TYPE_CHECKING:
+    from .cursor import FetchedCursor
     from .databases.base import AsyncDatabase
+    from .intent import Intent
 
 _Node = peewee.Node
 _Field = peewee.Field
@@ -104,6 +106,19 @@ class Statement:
         count = len(self.converters)
         in_order = self.plan == (*range(count), *range(-1, -1 - len(self.constants), -1))
         self._tail: tuple[Any, ...] | None = self.constants if in_order else None
+
+    def run(
+        self, database: AsyncDatabase, intent: Intent, values: Sequence[Any]
+    ) -> Coroutine[Any, Any, FetchedCursor] | None:
+        """The run of this statement with ``values``, to await; ``None`` when a value needs the generic path.
+
+        Not a coroutine itself: one await less between the caller and the driver.
+        """
+        try:
+            params = self.params(values)
+        except Fallback:
+            return None
+        return database._execute(intent, self.sql, params)
 
     def params(self, values: Sequence[Any]) -> list[Any]:
         """The parameters for ``values``; :class:`Fallback` if peewee would not bind one as is."""

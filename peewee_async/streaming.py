@@ -161,7 +161,7 @@ class RowStream:
     async def _start(self) -> None:
         self._started = True
         database = self.database
-        pool, conn, owned = await database._connection(Intent.STREAM)
+        pool, conn, owned = await database._hold(Intent.STREAM)
         try:
             sql, params = compile_query(database, self.query)
             if query_logger.isEnabledFor(logging.DEBUG):

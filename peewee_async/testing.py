@@ -96,7 +96,7 @@ class Rollback:
             )
         self._entered = True
         self._check_free()
-        pool, conn, _ = await db._connection(Intent.TRANSACTION)
+        pool, conn, _ = await db._hold(Intent.TRANSACTION)
         try:
             self._check_free()  # another task may have pinned it while we waited
             await pool.execute(conn, pool.begin_statement, ())
@@ -230,6 +230,10 @@ class PinnedTransaction:
     def connection_lost(self, conn: ConnectionHolder) -> bool:
         return self.pool.connection_lost(conn)
 
+    async def acquire(self) -> ConnectionHolder:
+        """The shared connection: every task's work runs on it."""
+        return self.connection
+
     def release(self, conn: ConnectionHolder) -> None:
         """Nothing to give back: the shared connection stays until :func:`rollback` ends."""
 
@@ -254,7 +258,7 @@ class PinnedTransaction:
         self.pool.end_lease(conn, lease)
 
     async def execute(
-        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None = None
+        self, conn: ConnectionHolder | None, sql: str, params: Sequence[Any], timeout: float | None = None
     ) -> FetchedCursor:
         view = self.current()
         assert isinstance(view, _TaskView)  # execute_sql_async runs in a task

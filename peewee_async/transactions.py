@@ -127,7 +127,7 @@ class Transaction:
 
     async def _begin_root(self) -> TaskTransactions:
         db = self.database
-        pool, conn, _ = await db._connection(Intent.TRANSACTION)
+        pool, conn, _ = await db._hold(Intent.TRANSACTION)
         try:
             await pool.execute(conn, pool.begin_statement, ())
         except BaseException:

@@ -4,6 +4,8 @@ the one place that compiles (and its statement cache)."""
 from __future__ import annotations
 
 import inspect
+import pathlib
+import tomllib
 
 import peewee
 import psycopg2
@@ -26,18 +28,20 @@ def test_every_public_database_class_is_one_row_of_the_table() -> None:
     exported = {
         cls
         for module in (peewee_async, peewee_asyncext)
-        for cls in vars(module).values()
+        for cls in (getattr(module, name) for name in module.__all__)
         if inspect.isclass(cls)
         and issubclass(cls, peewee_async.AsyncDatabase)
         and cls is not peewee_async.AsyncDatabase
     }
     rows = {entry.database_class: entry for entry in registry.TABLE}
     assert exported == set(rows)
+    pyproject = pathlib.Path(__file__).parent.parent / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
     for cls, entry in rows.items():
         assert entry.family in ("postgresql", "mysql", "sqlite")
         assert issubclass(cls, peewee.Database)
         assert entry.driver == cls.driver.name
-        assert entry.extra in ("postgresql", "mysql", "sqlite")
+        assert entry.extra in extras, f"{cls.__name__}: no pip extra {entry.extra!r} in pyproject.toml"
 
 
 def test_the_url_schemes_come_from_the_table() -> None:
@@ -89,13 +93,15 @@ async def test_our_state_never_lands_on_the_drivers_connection(db, objects) -> N
 async def test_one_place_picks_the_connection_for_every_intent(db, objects) -> None:
     """Outside a transaction each intent borrows from the pool; inside, the transaction's connection."""
     for intent in Intent:
-        source, conn, borrowed = await db._connection(intent)
+        assert await db._connection(intent) == (db.pool, None)  # None: borrow one for the statement
+        source, conn, borrowed = await db._hold(intent)
         assert borrowed and source is db.pool
         source.release(conn)
     async with objects.atomic():
         held = db._current_transactions()
         for intent in Intent:
-            assert await db._connection(intent) == (held.pool, held.connection, False)
+            assert await db._connection(intent) == (held.pool, held.connection)
+            assert await db._hold(intent) == (held.pool, held.connection, False)
 
 
 async def test_iterate_inside_rollback(db, objects) -> None:

@@ -26,7 +26,7 @@ import peewee
 
 from ..compiler import DEFAULT_STATEMENT_CACHE_SIZE, StatementCache, compile_query
 from ..cursor import FetchedCursor
-from ..errors import ConnectionLost, QueryTimeout, SyncQueryError, TransactionError, WrongLoopError
+from ..errors import SyncQueryError, TransactionError, WrongLoopError
 from ..intent import Intent
 from ..transactions import TaskTransactions, Transaction
 from .driver import ConnectionHolder, Driver, driver_message
@@ -75,6 +75,7 @@ class AsyncDatabase:
         returning_clause: bool
 
         def get_sql_context(self, **context_options: Any) -> Any: ...
+        def _notify_hooks(self, sql: str, params: Any, start: float, exc: Exception | None) -> None: ...
         def _set_server_version(self, conn: Any) -> None: ...
         def _connect(self) -> Any: ...
         def last_insert_id(self, cursor: Any, query_type: Any = None) -> Any: ...
@@ -334,25 +335,37 @@ class AsyncDatabase:
 
     async def _connection(
         self, intent: Intent, held: TaskTransactions | None = None
-    ) -> tuple[ConnectionSource, ConnectionHolder, bool]:
-        """Where a statement of ``intent`` runs: ``(source, connection, borrowed)``.
+    ) -> tuple[ConnectionSource, ConnectionHolder | None]:
+        """Where a statement of ``intent`` runs: ``(source, connection)``.
 
         The one place that picks a connection. The running task's transaction
         (or the shared one of :func:`peewee_async.testing.rollback`) takes
-        every statement of the task; otherwise a connection is borrowed from
-        the pool, opened on the running loop first if need be (which reads the
-        server version that peewee's SQL may depend on). ``borrowed``
-        connections go back with ``source.release()``. ``held``, when the
+        every statement of the task: its source and connection. Otherwise the
+        pool, opened on the running loop first if need be (which reads the
+        server version that peewee's SQL may depend on), with ``None``: the
+        statement borrows a connection for itself alone. ``held``, when the
         caller knows the transaction already, saves looking it up.
         """
         if held is None:
             held = self._current_transactions()
         if held is not None:
-            return held.pool, held.connection, False
+            return held.pool, held.connection
         pool = self._pool
         if pool is None or pool.loop is not asyncio.get_running_loop():
             pool = await self._get_pool()
-        return pool, await pool.acquire(), True
+        return pool, None
+
+    async def _hold(self, intent: Intent) -> tuple[ConnectionSource, ConnectionHolder, bool]:
+        """A connection for work of several statements (a transaction, a stream).
+
+        ``(source, conn, borrowed)``.
+
+        Picked by :meth:`_connection`; a ``borrowed`` one goes back with ``source.release(conn)``.
+        """
+        source, conn = await self._connection(intent)
+        if conn is not None:
+            return source, conn, False
+        return source, await source.acquire(), True
 
     # -- running SQL -----------------------------------------------------
 
@@ -365,6 +378,7 @@ class AsyncDatabase:
         connection; otherwise it borrows a connection for this statement only.
         ``query_timeout`` overrides the database's for this statement.
         """
+        sql = self.driver.driver_sql(sql)
         return await self._execute(Intent.WRITE, sql, params or (), query_timeout=query_timeout)
 
     async def _execute(
@@ -378,76 +392,27 @@ class AsyncDatabase:
         """Run one statement where :meth:`_connection` puts it, and read its whole result.
 
         ``statement`` is SQL with its ``params``, or a peewee query, compiled
-        once its connection is picked (:func:`~peewee_async.compiler.compile_query`).
+        once the pool is open (:func:`~peewee_async.compiler.compile_query`).
         """
-        source, conn, borrowed = await self._connection(intent, held)
-        try:
-            if type(statement) is str:
-                sql = statement
-            else:
-                sql, params = compile_query(self, statement)
-            if query_logger.isEnabledFor(logging.DEBUG):
-                query_logger.debug((sql, params))
-            hooks = getattr(self, "query_hooks", None)
-            start = time.perf_counter() if hooks else 0.0
-            error: Exception | None = None
-            timeout = self.query_timeout if query_timeout is None else query_timeout
-            try:
-                if not borrowed:
-                    self._check_transaction_connection(source, conn, sql)
-                # One await between the caller and the driver: each coroutine layer
-                # costs about as much as a tenth of peewee-async's own work per statement.
-                return await source.execute(conn, sql, params, timeout)
-            except (peewee.OperationalError, peewee.InterfaceError) as exc:
-                error = exc
-                lost = self._connection_lost_error(source, conn, sql, exc, borrowed)
-                if lost is None:
-                    raise
-                error = lost
-                raise lost from exc
-            except Exception as exc:
-                error = exc
-                raise
-            finally:
-                if hooks:
-                    self._notify_hooks(sql, params, start, error)  # type: ignore[attr-defined]
-        finally:
-            if borrowed:
-                source.release(conn)
-
-    def _check_transaction_connection(
-        self, source: ConnectionSource, conn: ConnectionHolder, sql: str
-    ) -> None:
-        """Raise :class:`ConnectionLost` if the transaction's connection is known lost."""
-        # Before COMMIT, look (without a round trip) whether the server already
-        # closed the connection: then the outcome is known, not "may or may not".
-        if source.is_closed(conn) or (sql[:6].upper() == "COMMIT" and source.connection_lost(conn)):
-            # Never continue a transaction on another connection: its work so
-            # far is gone with the old one.
-            raise ConnectionLost(
-                f"The connection of this transaction on {self.describe()} was lost earlier; the "
-                "server rolled the transaction back. Leave the `async with` block and run the "
-                "whole transaction again."
-            )
-
-    def _connection_lost_error(
-        self, source: ConnectionSource, conn: ConnectionHolder, sql: str, exc: Exception, borrowed: bool
-    ) -> ConnectionLost | None:
-        """The :class:`ConnectionLost` that ``exc`` from a statement on ``conn`` stands for, if any."""
-        if isinstance(exc, ConnectionLost | QueryTimeout) or not source.is_closed(conn):
-            return None
-        if borrowed:
-            what = "the statement may or may not have run. The next query takes another connection"
-        elif sql[:6].upper() == "COMMIT":
-            what = (
-                "it broke during COMMIT, so the transaction may or may not have been committed. "
-                "Check the data before running the transaction again"
-            )
+        source, conn = await self._connection(intent, held)
+        if type(statement) is str:
+            sql = statement
         else:
-            what = (
-                "the server rolled the transaction back, nothing of it was committed. Leave "
-                "the `async with` block and run the whole transaction again"
-            )
-        return ConnectionLost(
-            f"The connection to {self.describe()} was lost ({driver_message(exc)}): {what}."
-        )
+            sql, params = compile_query(self, statement)
+        if query_logger.isEnabledFor(logging.DEBUG):
+            query_logger.debug((sql, params))
+        timeout = self.query_timeout if query_timeout is None else query_timeout
+        hooks = getattr(self, "query_hooks", None)
+        if not hooks:
+            # One await between the caller and the driver: each coroutine layer
+            # costs about as much as a tenth of peewee-async's own work per statement.
+            return await source.execute(conn, sql, params, timeout)
+        start = time.perf_counter()
+        error: Exception | None = None
+        try:
+            return await source.execute(conn, sql, params, timeout)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self._notify_hooks(sql, params, start, error)

@@ -153,8 +153,10 @@ class Driver(ABC):
     def driver_sql(self, sql: str) -> str:
         """``sql``, compiled by peewee in its parameter style (``%s`` or ``?``), in the driver's.
 
-        Called once per compile; the statement cache keeps the result. The
-        drivers of today take peewee's style as it is.
+        Called once per compile (the statement cache keeps the result), on
+        the SQL given to ``execute_sql_async()``, and by family code on SQL of
+        its own that takes parameters. The drivers of today take peewee's
+        style as it is.
         """
         return sql
 
@@ -194,9 +196,10 @@ class Driver(ABC):
     async def execute(self, conn: ConnectionHolder, sql: str, params: Sequence[Any]) -> FetchedCursor:
         """Run one statement and read its whole result: rows, description, rowcount, last id.
 
-        ``sql`` is in peewee's parameter style, ``params`` already converted
-        by the fields. A cancellation mid-statement may leave the connection
-        unusable: the pool then closes it.
+        ``sql`` is in the driver's parameter style (:meth:`driver_sql` made
+        it from peewee's), ``params`` already converted by the fields. A
+        cancellation mid-statement may leave the connection unusable: the pool
+        then closes it.
         """
 
     @abstractmethod

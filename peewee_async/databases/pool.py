@@ -51,9 +51,12 @@ class ConnectionSource(Protocol):
         """The connections lent to row streams."""
 
     def execute(
-        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None = None
+        self, conn: ConnectionHolder | None, sql: str, params: Sequence[Any], timeout: float | None = None
     ) -> Awaitable[FetchedCursor]:
-        """Run one statement on ``conn``."""
+        """Run one statement on ``conn``, a transaction's, or with ``None`` on one lent for it."""
+
+    async def acquire(self) -> ConnectionHolder:
+        """A connection for work that spans several statements; give it back with :meth:`release`."""
 
     def release(self, conn: ConnectionHolder) -> None:
         """Give back a connection this source handed out."""
@@ -251,13 +254,29 @@ class Pool:
     # -- statements ------------------------------------------------------
 
     def execute(
-        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None = None
+        self, conn: ConnectionHolder | None, sql: str, params: Sequence[Any], timeout: float | None = None
     ) -> Awaitable[FetchedCursor]:
-        """Run one statement on ``conn``; with ``timeout``, stop it on the server after that long.
+        """Run one statement; with ``timeout``, stop it on the server after that long.
 
-        Not a coroutine itself: the caller awaits the driver's statement with
-        one coroutine of ours (:meth:`_guarded`) in between.
+        ``conn`` is a transaction's connection; ``None`` runs the statement on
+        a connection borrowed for it alone. Not a coroutine itself: the caller
+        awaits the driver's statement with one coroutine of ours in between.
         """
+        if conn is not None:
+            self._check_transaction_connection(conn, sql)
+            if self.streams and conn in self.streams:
+                return self._execute_after_stream(conn, sql, params, timeout)
+        return self._guarded(conn, None, timeout, sql, params)
+
+    async def _execute_after_stream(
+        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None
+    ) -> FetchedCursor:
+        await self.streams.wait_closed(conn)  # refuses while a stream is open on it
+        result: FetchedCursor = await self._guarded(conn, None, timeout, sql, params)
+        return result
+
+    def _check_transaction_connection(self, conn: ConnectionHolder, sql: str) -> None:
+        """Raise :class:`ConnectionLost` if the transaction's connection is known lost."""
         if conn.interrupted:
             # Only a transaction can come back to a connection whose statement
             # was cut off; its protocol state is unknown, so nothing more is sent.
@@ -267,62 +286,110 @@ class Pool:
                 "connection was closed, which rolled the transaction back. Leave the "
                 "`async with` block and run the whole transaction again."
             )
-        conn.stop_sent = False  # a stop asked for an earlier statement is no longer news
-        if self.streams and conn in self.streams:
-            return self._execute_after_stream(conn, sql, params, timeout)
-        return self._guarded(conn, self.driver.execute(conn, sql, params), timeout, sql)
-
-    async def _execute_after_stream(
-        self, conn: ConnectionHolder, sql: str, params: Sequence[Any], timeout: float | None
-    ) -> FetchedCursor:
-        await self.streams.wait_closed(conn)  # refuses while a stream is open on it
-        return await self._guarded(conn, self.driver.execute(conn, sql, params), timeout, sql)
+        # Before COMMIT, look (without a round trip) whether the server already
+        # closed the connection: then the outcome is known, not "may or may not".
+        if self.is_closed(conn) or (sql[:6].upper() == "COMMIT" and self.driver.connection_lost(conn)):
+            # Never continue a transaction on another connection: its work so
+            # far is gone with the old one.
+            raise ConnectionLost(
+                f"The connection of this transaction on {self.database.describe()} was lost "
+                "earlier; the server rolled the transaction back. Leave the `async with` block "
+                "and run the whole transaction again."
+            )
 
     async def _guarded(
-        self, conn: ConnectionHolder, step: Awaitable[T], timeout: float | None, sql: str
-    ) -> T:
-        """Await ``step``, one exchange with the server on ``conn``; with ``timeout``, stop it then.
+        self,
+        conn: ConnectionHolder | None,
+        step: Awaitable[Any] | None,
+        timeout: float | None,
+        sql: str,
+        params: Sequence[Any] = (),
+    ) -> Any:
+        """Run ``sql`` (or await ``step``, a stream's exchange) on ``conn``; with ``timeout``, stop it then.
 
-        A step cut off by a cancellation leaves the protocol in an unknown state,
-        so the connection is then closed, never reused.
+        ``conn`` ``None``: on a connection borrowed for the statement and given
+        back after. A step cut off by a cancellation leaves the protocol in an
+        unknown state, so the connection is then closed, never reused.
         """
-        conn.interrupted = True
+        borrowed = conn is None
+        if conn is None:
+            conn = await self.acquire()
         try:
-            if timeout is None:
-                result = await step
+            if step is None:
+                conn.stop_sent = False  # a stop asked for an earlier statement is no longer news
+                step = self.driver.execute(conn, sql, params)
+                statement = True
             else:
-                result = await self._run_timed(conn, step, timeout)
-        except _Unanswered:
-            # The statement's answer never came: the connection stays marked
-            # interrupted, so it is closed on release and never reused.
-            raise QueryTimeout(
-                f"The statement ran longer than query_timeout={timeout}s on "
-                f"{self.database.describe()}, and the server did not answer the request to stop "
-                f"it within {self.cancel_grace}s (is the network down?). Its connection was "
-                f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
-            ) from None
-        except _TimedOut as timed_out:
-            conn.interrupted = False
-            raise self._stopped_error(timeout, sql) from timed_out.__cause__
-        except Exception as exc:
-            # The server answered with an error: the connection is in a known state.
-            conn.interrupted = False
-            translated = self.driver.errors.translate(exc)
-            if conn.stop_sent and isinstance(translated or exc, peewee.OperationalError):
-                # A stream stopped by an earlier step's query_timeout (MySQL and
-                # SQLite end its statement with an error at the next read).
-                raise self._stopped_error(timeout, sql) from exc
-            if translated is None:
+                statement = False
+            conn.interrupted = True
+            try:
+                if timeout is None:
+                    result = await step
+                else:
+                    result = await self._run_timed(conn, step, timeout)
+            except _Unanswered:
+                # The statement's answer never came: the connection stays marked
+                # interrupted, so it is closed on release and never reused.
+                raise QueryTimeout(
+                    f"The statement ran longer than query_timeout={timeout}s on "
+                    f"{self.database.describe()}, and the server did not answer the request to stop "
+                    f"it within {self.cancel_grace}s (is the network down?). Its connection was "
+                    f"closed; whether the statement ran is unknown. Statement: {_shorten(sql)}"
+                ) from None
+            except _TimedOut as timed_out:
+                conn.interrupted = False
+                raise self._stopped_error(timeout, sql) from timed_out.__cause__
+            except Exception as exc:
+                # The server answered with an error: the connection is in a known state.
+                conn.interrupted = False
+                translated = self.driver.errors.translate(exc)
+                if conn.stop_sent and isinstance(translated or exc, peewee.OperationalError):
+                    # A stream stopped by an earlier step's query_timeout (MySQL and
+                    # SQLite end its statement with an error at the next read).
+                    raise self._stopped_error(timeout, sql) from exc
+                error = exc if translated is None else translated
+                if statement:
+                    lost = self._connection_lost_error(conn, sql, error, borrowed)
+                    if lost is not None:
+                        raise lost from error
+                if translated is None:
+                    raise
+                raise translated.with_traceback(exc.__traceback__)  # noqa: B904 - as peewee chains them
+            except BaseException:
+                # Cut off (cancelled) before the answer was read. Close at once rather
+                # than at release: inside a transaction the server then rolls back and
+                # frees its locks now, not when the task gets round to leaving the block.
+                self._close_quietly(conn)
                 raise
-            raise translated.with_traceback(exc.__traceback__)  # noqa: B904 - as peewee chains them
-        except BaseException:
-            # Cut off (cancelled) before the answer was read. Close at once rather
-            # than at release: inside a transaction the server then rolls back and
-            # frees its locks now, not when the task gets round to leaving the block.
-            self._close_quietly(conn)
-            raise
-        conn.interrupted = False
-        return result
+            conn.interrupted = False
+            return result
+        finally:
+            if borrowed:
+                self.release(conn)
+
+    def _connection_lost_error(
+        self, conn: ConnectionHolder, sql: str, exc: BaseException, borrowed: bool
+    ) -> ConnectionLost | None:
+        """The :class:`ConnectionLost` that ``exc`` from a statement on ``conn`` stands for, if any."""
+        if not isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
+            return None
+        if isinstance(exc, ConnectionLost | QueryTimeout) or not self.is_closed(conn):
+            return None
+        if borrowed:
+            what = "the statement may or may not have run. The next query takes another connection"
+        elif sql[:6].upper() == "COMMIT":
+            what = (
+                "it broke during COMMIT, so the transaction may or may not have been committed. "
+                "Check the data before running the transaction again"
+            )
+        else:
+            what = (
+                "the server rolled the transaction back, nothing of it was committed. Leave "
+                "the `async with` block and run the whole transaction again"
+            )
+        return ConnectionLost(
+            f"The connection to {self.database.describe()} was lost ({driver_message(exc)}): {what}."
+        )
 
     async def _run_timed(self, conn: ConnectionHolder, step: Awaitable[T], timeout: float) -> T:
         # At the deadline the server is asked, from another connection, to stop
@@ -382,12 +449,14 @@ class Pool:
     ) -> RawStream:
         conn.stop_sent = False
         step = self.driver.open_stream(conn, sql, params, chunk_size)
-        return await self._guarded(conn, step, self.database.query_timeout, sql)
+        stream: RawStream = await self._guarded(conn, step, self.database.query_timeout, sql)
+        return stream
 
     async def fetch_stream(self, conn: ConnectionHolder, stream: RawStream) -> Sequence[Sequence[Any]]:
-        return await self._guarded(
+        rows: Sequence[Sequence[Any]] = await self._guarded(
             conn, stream.fetch(), self.database.query_timeout, "(iterate() reading rows)"
         )
+        return rows
 
     async def close_stream(self, conn: ConnectionHolder, stream: RawStream) -> None:
         await self._guarded(conn, stream.close(), self.database.query_timeout, "(iterate() closing its rows)")

@@ -45,7 +45,8 @@ class PostgresqlDriver(Driver):
     async def cancel(self, database: AsyncDatabase, conn: ConnectionHolder, timeout: float) -> None:
         side = ConnectionHolder(await self.connect(database, timeout, plain=True))
         try:
-            await self.execute(side, "SELECT pg_cancel_backend(%s)", (self.session_id(conn),))
+            sql = self.driver_sql("SELECT pg_cancel_backend(%s)")
+            await self.execute(side, sql, (self.session_id(conn),))
         finally:
             closing = self.close(side)
             if closing is not None:
