@@ -31,48 +31,36 @@ def compile_query(database: AsyncDatabase, query: Any) -> tuple[str, list[Any]]:
     once a connection was picked.
     """
     sql, params = database.get_sql_context().sql(query).query()
-    return database.driver.driver_sql(sql), params
+    driver = database.driver
+    return (driver.driver_sql(sql) if driver.translates_sql else sql), params
 
 
-class StatementCache:
+class StatementCache(OrderedDict[Hashable, Any]):
     """Compiled statements of one database, by key: bounded, the least recently used pruned first.
+
+    An ``OrderedDict``, so that the look-up every statement makes (``get``,
+    then ``move_to_end`` to mark it used) runs in C; only keeping a new
+    statement is ours.
 
     :param max_size: most statements kept; 0 keeps none.
     """
 
-    __slots__ = ("max_size", "_entries", "_owner", "_pruned")
-
     def __init__(self, owner: str, max_size: int = DEFAULT_STATEMENT_CACHE_SIZE) -> None:
+        super().__init__()
         if max_size < 0:
             raise ValueError(f"statement_cache_size must be 0 or more, got {max_size!r}")
         self.max_size = max_size
         self._owner = owner
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self._pruned = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._entries
-
-    def get(self, key: Hashable) -> Any:
-        """The entry of ``key`` (now the most recently used), or ``None``."""
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None:
-            entries.move_to_end(key)
-        return entry
 
     def put(self, key: Hashable, entry: Any) -> None:
         """Keep ``entry`` for ``key``, pruning the least recently used entry when full."""
         if self.max_size == 0:
             return
-        entries = self._entries
-        entries[key] = entry
-        entries.move_to_end(key)
-        if len(entries) > self.max_size:
-            entries.popitem(last=False)
+        self[key] = entry
+        self.move_to_end(key)
+        if len(self) > self.max_size:
+            self.popitem(last=False)
             # One line for each cache-full of pruned statements, not one per statement.
             if self._pruned % self.max_size == 0:
                 logger.info(
@@ -82,7 +70,3 @@ class StatementCache:
                     self.max_size,
                 )
             self._pruned += 1
-
-    def clear(self) -> None:
-        """Forget every statement (they are compiled anew when next used)."""
-        self._entries.clear()

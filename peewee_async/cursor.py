@@ -15,7 +15,7 @@ from typing import Any
 class FetchedCursor:
     """The result of one statement, fully read: rows, description and counts."""
 
-    __slots__ = ("_rows", "_position", "description", "rowcount", "lastrowid")
+    __slots__ = ("rows", "_position", "description", "rowcount", "lastrowid")
 
     def __init__(
         self,
@@ -24,32 +24,29 @@ class FetchedCursor:
         rowcount: int,
         lastrowid: Any = None,
     ) -> None:
-        self._rows = rows
+        #: Every row of the result, whatever has been fetched (an attribute, not
+        #: a property: it is read once per statement).
+        self.rows = rows
         self._position = 0
         self.description = description
         self.rowcount = rowcount
         self.lastrowid = lastrowid
 
-    @property
-    def rows(self) -> Sequence[Sequence[Any]]:
-        """Every row of the result, whatever has been fetched."""
-        return self._rows
-
     def fetchone(self) -> Sequence[Any] | None:
-        if self._position >= len(self._rows):
+        if self._position >= len(self.rows):
             return None
-        row = self._rows[self._position]
+        row = self.rows[self._position]
         self._position += 1
         return row
 
     def fetchmany(self, size: int = 1) -> list[Sequence[Any]]:
         start = self._position
-        self._position = min(start + size, len(self._rows))
-        return list(self._rows[start : self._position])
+        self._position = min(start + size, len(self.rows))
+        return list(self.rows[start : self._position])
 
     def fetchall(self) -> list[Sequence[Any]]:
-        start, self._position = self._position, len(self._rows)
-        return list(self._rows[start:])
+        start, self._position = self._position, len(self.rows)
+        return list(self.rows[start:])
 
     def __iter__(self) -> Iterator[Sequence[Any]]:
         while (row := self.fetchone()) is not None:

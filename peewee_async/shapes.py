@@ -185,6 +185,7 @@ def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], An
     entry = cache.get((model, key))
     meta = model._meta
     if entry is not None:
+        cache.move_to_end((model, key))  # used now: the last to be pruned
         # Compared by identity: fields compare with == into SQL expressions.
         stamp = entry[0]
         if (

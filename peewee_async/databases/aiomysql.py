@@ -68,8 +68,11 @@ class AiomysqlDriver(MySQLDriver):
         return bool(conn.raw.closed)
 
     def transaction_status(self, conn: ConnectionHolder) -> TransactionStatus:
+        raw = conn.raw
+        if raw.closed:
+            return TransactionStatus.CLOSED
         # MySQL has no failed-transaction state: an error leaves the transaction open.
-        return TransactionStatus.OPEN if conn.raw.get_transaction_status() else TransactionStatus.IDLE
+        return TransactionStatus.OPEN if raw.get_transaction_status() else TransactionStatus.IDLE
 
     def connection_lost(self, conn: ConnectionHolder) -> bool:
         raw = conn.raw

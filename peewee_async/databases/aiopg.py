@@ -68,7 +68,10 @@ class AiopgDriver(PostgresqlDriver):
         return bool(conn.raw.closed)
 
     def transaction_status(self, conn: ConnectionHolder) -> TransactionStatus:
-        status = conn.raw.raw.get_transaction_status()
+        raw = conn.raw
+        if raw.closed:
+            return TransactionStatus.CLOSED
+        status = raw.raw.get_transaction_status()
         if status == extensions.TRANSACTION_STATUS_IDLE:
             return TransactionStatus.IDLE
         if status == extensions.TRANSACTION_STATUS_INERROR:

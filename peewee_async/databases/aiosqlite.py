@@ -59,7 +59,10 @@ class AiosqliteDriver(SqliteDriver):
         return conn.raw._connection is None
 
     def transaction_status(self, conn: ConnectionHolder) -> TransactionStatus:
-        return TransactionStatus.OPEN if conn.raw.in_transaction else TransactionStatus.IDLE
+        raw = conn.raw
+        if raw._connection is None:
+            return TransactionStatus.CLOSED
+        return TransactionStatus.OPEN if raw.in_transaction else TransactionStatus.IDLE
 
     async def cancel(self, database: AsyncDatabase, conn: ConnectionHolder, timeout: float) -> None:
         # sqlite3's interrupt() may be called from any thread; the statement

@@ -378,7 +378,8 @@ class AsyncDatabase:
         connection; otherwise it borrows a connection for this statement only.
         ``query_timeout`` overrides the database's for this statement.
         """
-        sql = self.driver.driver_sql(sql)
+        if self.driver.translates_sql:
+            sql = self.driver.driver_sql(sql)
         return await self._execute(Intent.WRITE, sql, params or (), query_timeout=query_timeout)
 
     async def _execute(

@@ -42,6 +42,7 @@ class TransactionStatus(enum.Enum):
     IDLE = "idle"  # no transaction open: the connection can go back to the pool as it is
     OPEN = "open"  # inside a transaction block
     FAILED = "failed"  # inside a transaction that an error aborted; only ROLLBACK is taken
+    CLOSED = "closed"  # the connection is closed, and with it any transaction it had
 
 
 class ConnectionHolder:
@@ -142,6 +143,8 @@ class Driver(ABC):
     begin_statement: ClassVar[str] = "BEGIN"
     #: The driver's exceptions translated to peewee's (see :class:`ErrorMap`).
     errors: ClassVar[ErrorMap]
+    #: Whether :meth:`driver_sql` rewrites SQL: the driver's parameter style is not peewee's.
+    translates_sql: ClassVar[bool] = False
 
     @abstractmethod
     def installed(self) -> bool:
@@ -153,10 +156,10 @@ class Driver(ABC):
     def driver_sql(self, sql: str) -> str:
         """``sql``, compiled by peewee in its parameter style (``%s`` or ``?``), in the driver's.
 
-        Called once per compile (the statement cache keeps the result), on
-        the SQL given to ``execute_sql_async()``, and by family code on SQL of
-        its own that takes parameters. The drivers of today take peewee's
-        style as it is.
+        Called, when :attr:`translates_sql` is set, once per compile (the
+        statement cache keeps the result) and on the SQL given to
+        ``execute_sql_async()``; and by family code on SQL of its own that
+        takes parameters. The drivers of today take peewee's style as it is.
         """
         return sql
 
@@ -214,7 +217,7 @@ class Driver(ABC):
 
     @abstractmethod
     def transaction_status(self, conn: ConnectionHolder) -> TransactionStatus:
-        """The connection's transaction status, as the driver last saw it."""
+        """The connection's transaction status as the driver last saw it; ``CLOSED`` once it is closed."""
 
     @abstractmethod
     def is_closed(self, conn: ConnectionHolder) -> bool:

@@ -33,6 +33,7 @@ logger = logging.getLogger("peewee.async")
 T = TypeVar("T")
 
 _IDLE = TransactionStatus.IDLE
+_CLOSED = TransactionStatus.CLOSED
 
 
 class ConnectionSource(Protocol):
@@ -245,7 +246,7 @@ class Pool:
 
     def in_transaction(self, conn: ConnectionHolder) -> bool:
         """Whether the server sees ``conn`` inside a transaction block."""
-        return self.driver.transaction_status(conn) is not _IDLE
+        return self.driver.transaction_status(conn) not in (_IDLE, _CLOSED)
 
     def is_interrupted(self, conn: ConnectionHolder) -> bool:
         """Whether a statement on ``conn`` was cut off before the server's answer was read."""
@@ -490,15 +491,17 @@ class Pool:
             self._discard(conn)
             return
         try:
-            closed = self.is_closed(conn)
-            status = _IDLE if closed else self.driver.transaction_status(conn)
+            status = _CLOSED if conn.closed else self.driver.transaction_status(conn)
         except Exception:  # a broken connection cannot tell: do not reuse it
             self._discard(conn)
             return
-        if closed:
-            self._drop(conn)
+        if status is _IDLE and not self._closing:
+            self._free.append(conn)
+            self._slots.release()
         elif status is _IDLE:
-            self._put_back(conn)
+            self._discard(conn)
+        elif status is _CLOSED:
+            self._drop(conn)
         else:
             self.in_background(self._reset_and_put_back(conn))
 
