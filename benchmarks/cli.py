@@ -54,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-rss", action="store_true", help="skip the RSS measurement of stream")
     p.add_argument(
+        "--spread",
+        action="store_true",
+        help="also show the lowest and highest async/raw ratio of a single round",
+    )
+    p.add_argument(
         "--profile",
         metavar="WORKLOAD",
         choices=list(WORKLOADS),
@@ -80,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS),
         sizes=sizes_for(args.quick, args.scale, stream_rows),
         rss=not args.no_rss,
+        spread=args.spread,
     )
     return asyncio.run(_run(plan, args.profile))
 

@@ -63,6 +63,8 @@ class Plan:
     sizes: dict[str, int]
     rss: bool = True
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    #: Also show the lowest and highest async/raw ratio of a single round.
+    spread: bool = False
 
 
 @dataclass
@@ -282,15 +284,21 @@ def format_result(result: Result, plan: Plan) -> str:
     lines = [
         f"{title}; {pool}; median of {plan.rounds} round(s), operations per second",
         f"{'workload':<14}{'peewee-async':>14}{'raw driver':>14}{'sync peewee':>14}"
-        f"{'async/raw':>11}{'async/sync':>12}",
+        f"{'async/raw':>11}{'async/sync':>12}" + (f"{'async/raw per round':>22}" if plan.spread else ""),
     ]
     for workload, by_side in result.rates.items():
         medians = {side: statistics.median(values) for side, values in by_side.items()}
-        lines.append(
+        line = (
             f"{workload:<14}"
             + "".join(f"{medians[side]:>14,.0f}" for side in SIDES)
             + f"{medians['async'] / medians['raw']:>11.2f}{medians['async'] / medians['sync']:>12.2f}"
         )
+        if plan.spread:
+            # Each round runs the contenders back to back: the ratio of one round
+            # shows how far the machine's drift moves the median's ratio.
+            ratios = [a / r for a, r in zip(by_side["async"], by_side["raw"], strict=True)]
+            line += f"{min(ratios):>16.2f} - {max(ratios):.2f}"
+        lines.append(line)
     if result.rss_mb:
         rows = plan.sizes["stream"]
         growth = ", ".join(
