@@ -231,6 +231,18 @@ class Driver(ABC):
     async def cancel(self, database: AsyncDatabase, conn: ConnectionHolder, timeout: float) -> None:
         """Tell the server to stop the statement running on ``conn``, from another connection."""
 
+    async def execute_aside(
+        self, database: AsyncDatabase, timeout: float, sql: str, params: Sequence[Any]
+    ) -> FetchedCursor:
+        """Run one statement on a short-lived plain connection of its own, e.g. to stop another's."""
+        side = ConnectionHolder(await self.connect(database, timeout, plain=True))
+        try:
+            return await self.execute(side, sql, params)
+        finally:
+            closing = self.close(side)
+            if closing is not None:
+                await closing
+
     @abstractmethod
     def version_source(self, conn: ConnectionHolder) -> Any:
         """What peewee's ``_set_server_version()`` reads the server version from.

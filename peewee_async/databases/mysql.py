@@ -28,13 +28,7 @@ class MySQLDriver(Driver):
         """The server's thread id of ``conn`` (``CONNECTION_ID()``), known without a round trip."""
 
     async def cancel(self, database: AsyncDatabase, conn: ConnectionHolder, timeout: float) -> None:
-        side = ConnectionHolder(await self.connect(database, timeout, plain=True))
-        try:
-            await self.execute(side, f"KILL QUERY {int(self.session_id(conn))}", ())
-        finally:
-            closing = self.close(side)
-            if closing is not None:
-                await closing
+        await self.execute_aside(database, timeout, f"KILL QUERY {int(self.session_id(conn))}", ())
 
 
 def connect_arguments(database: AsyncDatabase, timeout: float | None) -> dict[str, Any]:

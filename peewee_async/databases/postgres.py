@@ -43,14 +43,8 @@ class PostgresqlDriver(Driver):
         return stream
 
     async def cancel(self, database: AsyncDatabase, conn: ConnectionHolder, timeout: float) -> None:
-        side = ConnectionHolder(await self.connect(database, timeout, plain=True))
-        try:
-            sql = self.driver_sql("SELECT pg_cancel_backend(%s)")
-            await self.execute(side, sql, (self.session_id(conn),))
-        finally:
-            closing = self.close(side)
-            if closing is not None:
-                await closing
+        sql = self.driver_sql("SELECT pg_cancel_backend(%s)")
+        await self.execute_aside(database, timeout, sql, (self.session_id(conn),))
 
 
 _cursor_names = itertools.count(1)
