@@ -6,8 +6,8 @@ many rows the query returns. Each driver streams in its own way behind one
 method of the driver contract
 (:meth:`~peewee_async.databases.driver.Driver.open_stream`): a server-side
 cursor on PostgreSQL, an unbuffered ``SSCursor`` on MySQL, ``fetchmany`` on
-SQLite. Each chunk's rows are made as ``execute()`` makes
-them (a plain model select's instances directly, see :mod:`.shapes`; anything
+SQLite. Each chunk's rows are made as ``execute()`` makes them (a plain
+model select's instances directly, see :mod:`.shapes`; anything
 else through the query's own peewee cursor wrapper), so they are the same
 model instances, dicts, tuples or named tuples that ``execute()`` gives.
 
@@ -187,7 +187,7 @@ class RowStream:
     def _raise_if_lost(self, exc: BaseException) -> None:
         """Raise :class:`ConnectionLost` for a driver error that came with the connection's end.
 
-        As for a statement (``AsyncDatabase._connection_lost_error``): the driver's own
+        As for a statement (``Pool._connection_lost_error``): the driver's own
         message ("server closed the connection unexpectedly", "Lost connection
         to MySQL server during query") does not say what became of the rows or
         of the transaction.
