@@ -120,6 +120,22 @@ class Manager:
         """
         return await operations.get(self._db, source_, *args, **kwargs)
 
+    @overload
+    async def get_or_none(self, source_: type[M], *args: Any, **kwargs: Any) -> M | None: ...
+    @overload
+    async def get_or_none(self, source_: Any, *args: Any, **kwargs: Any) -> Any: ...
+    async def get_or_none(self, source_: Any, *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`get`, but ``None`` instead of raising ``DoesNotExist`` when no row matches.
+
+        Example::
+
+            user = await objects.get_or_none(User, username='alice')
+        """
+        try:
+            return await operations.get(self._db, source_, *args, **kwargs)
+        except peewee.DoesNotExist:
+            return None
+
     async def create(self, model_: type[M], **data: Any) -> M:
         """Insert a new row and return the instance, its primary key set.
 

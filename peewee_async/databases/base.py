@@ -40,6 +40,16 @@ logger = logging.getLogger("peewee.async")
 
 AllowSync = bool | int
 
+# The options of the async half, with their defaults; the constructor and init() take them.
+_OPTIONS: dict[str, Any] = {
+    "max_connections": None,  # None: the class's default_max_connections
+    "min_connections": 1,
+    "acquire_timeout": 30.0,
+    "connect_timeout": 30.0,
+    "query_timeout": None,
+    "statement_cache_size": DEFAULT_STATEMENT_CACHE_SIZE,
+}
+
 
 class AsyncDatabase:
     """Mixin giving a peewee database an async connection pool and the sync guard.
@@ -64,6 +74,14 @@ class AsyncDatabase:
     #: The database family: ``"postgresql"``, ``"mysql"`` or ``"sqlite"``.
     family: ClassVar[str]
     default_max_connections: ClassVar[int] = 1
+
+    # The options, set by init() (the constructor's run of it included).
+    max_connections: int
+    min_connections: int
+    acquire_timeout: float | None
+    connect_timeout: float | None
+    query_timeout: float | None
+    statement_cache_size: int
 
     if TYPE_CHECKING:
         # What the async half reads of peewee's half.
@@ -96,20 +114,6 @@ class AsyncDatabase:
         statement_cache_size: int = DEFAULT_STATEMENT_CACHE_SIZE,
         **kwargs: Any,
     ) -> None:
-        max_connections = self.default_max_connections if max_connections is None else max_connections
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {max_connections!r}")
-        if not 0 <= min_connections <= max_connections:
-            raise ValueError(
-                f"min_connections must be between 0 and max_connections={max_connections}, "
-                f"got {min_connections!r}"
-            )
-        self.max_connections = max_connections
-        self.min_connections = min_connections
-        self.acquire_timeout = acquire_timeout
-        self.connect_timeout = connect_timeout
-        self.query_timeout = query_timeout
-        self.statement_cache_size = statement_cache_size
         self._allow_sync: AllowSync = True
         self._pool: Pool | None = None
         self._pool_opening: asyncio.Task[Pool] | None = None
@@ -122,13 +126,64 @@ class AsyncDatabase:
         self._open_transactions = 0
         # Set by peewee_async.testing.rollback(): one transaction that every task shares.
         self._pinned: PinnedTransaction | None = None
-        super().__init__(database, *args, **kwargs)  # type: ignore[call-arg]
+        options = {
+            "max_connections": max_connections,
+            "min_connections": min_connections,
+            "acquire_timeout": acquire_timeout,
+            "connect_timeout": connect_timeout,
+            "query_timeout": query_timeout,
+            "statement_cache_size": statement_cache_size,
+        }
+        if "connection_timeout" in kwargs:  # connect_timeout's name in 0.x: init() reads it
+            if connect_timeout != _OPTIONS["connect_timeout"]:
+                raise _both_timeouts()
+            del options["connect_timeout"]
+        # peewee's __init__ hands every option on to init(), which sets them.
+        super().__init__(database, *args, **options, **kwargs)  # type: ignore[call-arg]
 
     def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+        """Set the database up anew, as peewee's ``init()``; it takes the options of the constructor too.
+
+        An option left out keeps its value (its default, the first time).
+        Changed pool options take effect when the pool next opens (after
+        :meth:`close_async`, or at the first query).
+        """
+        options = {name: kwargs.pop(name) for name in _OPTIONS if name in kwargs}
+        if "connection_timeout" in kwargs:  # its name in 0.x
+            if "connect_timeout" in options:
+                raise _both_timeouts()
+            options["connect_timeout"] = kwargs.pop("connection_timeout")
+        self._set_options(**options)
+        self._check_options(database)
         self.driver.init_options(kwargs)
         super().init(database, *args, **kwargs)  # type: ignore[misc]
         # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
         self.statement_cache = StatementCache(self.describe(), self.statement_cache_size)
+
+    def _check_options(self, database: Any) -> None:
+        """Raise ``ValueError`` for options that cannot work together for this family."""
+
+    def _set_options(self, **options: Any) -> None:
+        current = {name: getattr(self, name, default) for name, default in _OPTIONS.items()}
+        new = {**current, **options}
+        max_connections = new["max_connections"]
+        max_connections = self.default_max_connections if max_connections is None else max_connections
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections!r}")
+        min_connections = new["min_connections"]
+        if not 0 <= min_connections <= max_connections:
+            raise ValueError(
+                f"min_connections must be between 0 and max_connections={max_connections}, "
+                f"got {min_connections!r}"
+            )
+        if new["statement_cache_size"] < 0:
+            raise ValueError(f"statement_cache_size must be 0 or more, got {new['statement_cache_size']!r}")
+        self.max_connections = max_connections
+        self.min_connections = min_connections
+        self.acquire_timeout = new["acquire_timeout"]
+        self.connect_timeout = new["connect_timeout"]
+        self.query_timeout = new["query_timeout"]
+        self.statement_cache_size = new["statement_cache_size"]
 
     # -- description -----------------------------------------------------
 
@@ -319,6 +374,20 @@ class AsyncDatabase:
         """Whether the running task is inside ``atomic()``/``transaction()`` on this database."""
         return self._current_transactions() is not None
 
+    def transaction_depth_async(self) -> int:
+        """How many transaction blocks the running task has open on this database (0 outside them)."""
+        held = self._current_transactions()
+        return 0 if held is None else len(held.blocks)
+
+    def transaction_conn_async(self) -> Any:
+        """The driver's connection of the running task's transaction, or ``None`` outside one.
+
+        For reading its state (e.g. the server's process id); statements sent
+        on it directly bypass the transaction's bookkeeping.
+        """
+        held = self._current_transactions()
+        return None if held is None else held.connection.raw
+
     def atomic_async(self) -> Transaction:
         """Async context manager like peewee's ``atomic()``: a transaction, or a savepoint when nested."""
         return Transaction(self, "atomic")
@@ -417,3 +486,7 @@ class AsyncDatabase:
             raise
         finally:
             self._notify_hooks(sql, params, start, error)
+
+
+def _both_timeouts() -> TypeError:
+    return TypeError("pass connect_timeout or connection_timeout (its 0.x name), not both")

@@ -27,14 +27,13 @@ class SqliteFamily(AsyncDatabase):
 
     family = "sqlite"
 
-    def init(self, database: Any, *args: Any, **kwargs: Any) -> None:
+    def _check_options(self, database: Any) -> None:
         if _in_memory(database) and self.max_connections > 1:
             raise ValueError(
                 f"{type(self).__name__}({database!r}, max_connections={self.max_connections}): an "
                 "in-memory database is a different, empty database on each connection. Use "
                 "max_connections=1 (the default) or a database file."
             )
-        super().init(database, *args, **kwargs)
 
 
 class SqliteDriver(Driver):
