@@ -41,7 +41,8 @@ def database_of_model(model: Any, expected: AsyncDatabase | None = None) -> Asyn
 
 
 def _check_database(bound: Any, expected: AsyncDatabase | None) -> AsyncDatabase:
-    if isinstance(bound, peewee.DatabaseProxy):
+    # peewee.DatabaseProxy is a Proxy too; 0.x applications bind models to either.
+    if isinstance(bound, peewee.Proxy):
         bound = bound.obj
     if bound is None:
         bound = expected

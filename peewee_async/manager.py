@@ -48,11 +48,15 @@ class Manager:
         objects = MyManager()
     """
 
-    #: The async database of this manager, given to the constructor or set on a subclass.
-    database: AsyncDatabase | None = None
+    #: The async database of this manager, given to the constructor or set on a subclass;
+    #: or a ``peewee.Proxy``/``peewee.DatabaseProxy`` initialised with one later.
+    database: AsyncDatabase | peewee.Proxy | None = None
 
     def __init__(
-        self, database: AsyncDatabase | None = None, *, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        database: AsyncDatabase | peewee.Proxy | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
     ):
         if database is not None:
             self.database = database
@@ -61,17 +65,25 @@ class Manager:
                 "Manager needs a database: pass it, Manager(database), or set it on a subclass "
                 "(class MyManager(Manager): database = ...)."
             )
-        if not isinstance(self.database, AsyncDatabase):
-            raise peewee.ImproperlyConfigured(
-                f"{type(self.database).__name__} is a sync peewee database. Give the Manager one of "
-                "peewee_async's database classes (e.g. peewee_async.PostgresqlDatabase)."
-            )
+        target = self.database.obj if isinstance(self.database, peewee.Proxy) else self.database
+        if target is not None:
+            _check_async(target)
         self.loop = loop
 
     @property
     def _db(self) -> AsyncDatabase:
-        assert self.database is not None  # checked in __init__
-        return self.database
+        database = self.database
+        if isinstance(database, peewee.Proxy):
+            # Read at each call: the proxy may be initialised after the Manager was made.
+            target = database.obj
+            if target is None:
+                raise peewee.InterfaceError(
+                    "This Manager's database is a proxy that was not initialised: call "
+                    "proxy.initialize(database) with a peewee_async database first."
+                )
+            return _check_async(target)
+        assert database is not None  # checked in __init__
+        return database
 
     @property
     def is_connected(self) -> bool:
@@ -314,3 +326,12 @@ class Manager:
                     db.close()
             finally:
                 db.allow_sync = previous
+
+
+def _check_async(database: Any) -> AsyncDatabase:
+    if not isinstance(database, AsyncDatabase):
+        raise peewee.ImproperlyConfigured(
+            f"{type(database).__name__} is a sync peewee database. Give the Manager one of "
+            "peewee_async's database classes (e.g. peewee_async.PostgresqlDatabase)."
+        )
+    return database

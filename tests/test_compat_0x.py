@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import peewee
 import pytest
 
 import peewee_async
 
-from .conftest import BACKENDS, server_settings
+from .conftest import BACKENDS, make_database, server_settings
 from .models import TestModel
 
 
@@ -118,3 +119,56 @@ async def test_get_or_none(objects: peewee_async.Manager) -> None:
     assert await objects.get_or_none(TestModel.select().where(TestModel.text == "missing")) is None
     with pytest.raises(TypeError, match="get\\(\\) takes a model class or a model select query"):
         await objects.get_or_none("not a model")
+
+
+@pytest.mark.parametrize("proxy_class", [peewee.Proxy, peewee.DatabaseProxy])
+async def test_a_manager_over_a_proxy_initialised_later(
+    backend: str, proxy_class: type[peewee.Proxy]
+) -> None:
+    """``Manager(proxy)`` at import and ``proxy.initialize(db)`` at startup, models bound to the proxy."""
+    proxy = proxy_class()
+    objects = peewee_async.Manager(proxy)
+
+    class ProxiedNote(peewee.Model):
+        text = peewee.CharField()
+
+        class Meta:
+            database = proxy
+            table_name = "compat_proxied_note"
+
+    with pytest.raises(peewee.InterfaceError, match="proxy that was not initialised"):
+        await objects.get(ProxiedNote, id=1)
+    db = make_database(backend)
+    proxy.initialize(db)
+    ProxiedNote.create_table()
+    db.close()
+    try:
+        note = await objects.create(ProxiedNote, text="a")
+        assert (await objects.get(ProxiedNote, id=note.id)).text == "a"
+        async with objects.atomic():
+            await objects.create(ProxiedNote, text="b")
+        assert await objects.count(ProxiedNote.select()) == 2
+        assert [
+            n.text for n in await peewee_async.execute(ProxiedNote.select().order_by(ProxiedNote.text))
+        ] == [
+            "a",
+            "b",
+        ]
+        async with objects.iterate(ProxiedNote.select()) as rows:
+            assert len([row async for row in rows]) == 2
+    finally:
+        await objects.close()
+        ProxiedNote.drop_table()
+        db.close()
+
+
+def test_a_manager_over_a_proxy_of_a_sync_database() -> None:
+    proxy = peewee.Proxy()
+    proxy.initialize(peewee.SqliteDatabase(":memory:"))
+    with pytest.raises(peewee.ImproperlyConfigured, match="sync peewee database"):
+        peewee_async.Manager(proxy)
+    later = peewee.Proxy()
+    objects = peewee_async.Manager(later)
+    later.initialize(peewee.SqliteDatabase(":memory:"))
+    with pytest.raises(peewee.ImproperlyConfigured, match="sync peewee database"):
+        objects.atomic()
