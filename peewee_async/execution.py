@@ -27,8 +27,9 @@ def database_of(query: Any, expected: AsyncDatabase | None = None) -> AsyncDatab
     """The async database that runs ``query``, with an error naming the fix if there is none.
 
     A query runs on the database its model is bound to. ``expected`` (a
-    Manager's database) must be that database, or stands in for it when the
-    model is bound to none.
+    Manager's database) runs it instead when the model is bound to none, or
+    to another database of the same family (PostgreSQL, MySQL, SQLite); a
+    model bound to a database of another family is an error.
     """
     if not isinstance(query, peewee.BaseQuery):
         raise TypeError(_not_a_query(query))
@@ -47,6 +48,11 @@ def _check_database(bound: Any, expected: AsyncDatabase | None) -> AsyncDatabase
     if bound is None:
         bound = expected
     elif expected is not None and bound is not expected:
+        if isinstance(bound, AsyncDatabase) and bound.family == expected.family:
+            # As in 0.x: a Manager runs the queries of models bound to another
+            # database of its kind (a Manager per database, shard or replica
+            # for one set of model definitions).
+            return expected
         raise WrongDatabaseError(
             f"The query's model is bound to {_describe(bound)}, not to this manager's "
             f"{expected.describe()}. Bind the model to the manager's database "

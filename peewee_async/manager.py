@@ -29,9 +29,11 @@ class Manager:
     :raises peewee.ImproperlyConfigured: without a database, or with a sync
         peewee database.
 
-    Each query runs on the database its model is bound to, which must be this
-    manager's database (:class:`~peewee_async.WrongDatabaseError` otherwise);
-    a model bound to no database runs on this one. Every result is read
+    Each query runs on this manager's database. Its model may be bound to
+    this database, to none, or to another database of the same family (a
+    Manager per database, shard or replica for one set of models, as in 0.x);
+    a model bound to a database of another family raises
+    :class:`~peewee_async.WrongDatabaseError`. Every result is read
     completely before the call returns. Example::
 
         objects = Manager(PooledPostgresqlDatabase('test'))

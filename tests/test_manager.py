@@ -774,8 +774,38 @@ async def test_manager_subclass_with_class_attribute_database(db):
     assert (await manager.get(TestModel, id=created.id)).text == "from subclass"
 
 
-async def test_model_bound_to_another_database_raises_wrong_database(objects, backend):
+def other_family_database(backend: str) -> peewee_async.AsyncDatabase:
+    """A database of another family than ``backend``'s (never connected)."""
+    if backend == "sqlite":
+        return peewee_async.PostgresqlDatabase("elsewhere")
+    return peewee_async.SqliteDatabase(":memory:")
+
+
+async def test_model_bound_to_another_database_runs_on_the_managers_of_its_family(objects, backend):
+    """As in 0.x: one set of models, a Manager per database of the same kind."""
     other_db = make_database(backend)
+
+    class Mirrored(peewee.Model):
+        text = peewee.CharField(max_length=100, unique=True)
+        data = peewee.TextField(default="")
+
+        class Meta:
+            database = other_db
+            table_name = TestModel._meta.table_name
+
+    made = await objects.create(Mirrored, text="x")
+    assert (await objects.get(Mirrored, id=made.id)).text == "x"
+    assert (await objects.get(TestModel, id=made.id)).text == "x"  # the Manager's database has it
+    async with objects.atomic():
+        await objects.update(made)
+        assert await objects.count(Mirrored.select()) == 1
+    assert len(await objects.execute(Mirrored.select())) == 1
+    assert await objects.delete(made) == 1
+    assert not other_db.is_connected  # nothing was sent to the model's own database
+
+
+async def test_model_bound_to_a_database_of_another_family_raises_wrong_database(objects, backend):
+    other_db = other_family_database(backend)
 
     class Elsewhere(peewee.Model):
         text = peewee.CharField()
