@@ -105,9 +105,10 @@ class Manager:
         """Close the database's async connections; a later query opens them again.
 
         Await it before the event loop that opened them ends (e.g. at the end
-        of the coroutine given to ``asyncio.run()``). Raises
-        :class:`~peewee_async.TransactionError` while a transaction block of
-        the database is open.
+        of the coroutine given to ``asyncio.run()``). A transaction open
+        meanwhile is cut off: it is rolled back, and its block raises
+        :class:`~peewee_async.ConnectionLost` (see :meth:`AsyncDatabase.close_async
+        <peewee_async.AsyncDatabase.close_async>`).
         """
         await self._db.close_async()
 

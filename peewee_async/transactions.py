@@ -138,6 +138,7 @@ class Transaction:
         held = TaskTransactions(task, pool, conn)
         self._token = db._task_transactions.set(held)
         db._open_transactions += 1
+        db._root_transactions.add(held)
         self._role = _Role.ROOT
         return held
 
@@ -193,6 +194,7 @@ class Transaction:
         finally:
             db = self.database
             db._open_transactions -= 1
+            db._root_transactions.discard(held)
             if self._token is not None:
                 db._task_transactions.reset(self._token)
                 self._token = None

@@ -172,3 +172,51 @@ def test_a_manager_over_a_proxy_of_a_sync_database() -> None:
     later.initialize(peewee.SqliteDatabase(":memory:"))
     with pytest.raises(peewee.ImproperlyConfigured, match="sync peewee database"):
         objects.atomic()
+
+
+class Boom(Exception):
+    """A block's own error."""
+
+
+async def test_close_inside_a_transaction_cuts_it_off(db: peewee_async.AsyncDatabase) -> None:
+    objects = peewee_async.Manager(db)
+    with pytest.raises(peewee_async.ConnectionLost, match="rolled the transaction back"):
+        async with objects.atomic():
+            await objects.create(TestModel, text="cut")
+            await objects.close()
+            await objects.create(TestModel, text="after")
+    assert await objects.count(TestModel.select()) == 0  # reopened; nothing was committed
+    await objects.close()
+    await objects.connect()
+    assert (await db.execute_sql_async("SELECT 1")).fetchone() == (1,)
+
+
+async def test_a_block_raising_its_own_error_keeps_it_after_close(db: peewee_async.AsyncDatabase) -> None:
+    objects = peewee_async.Manager(db)
+    with pytest.raises(Boom):
+        async with objects.atomic():
+            async with objects.atomic():  # a savepoint, cut off with its transaction
+                await objects.create(TestModel, text="cut")
+                await objects.close()
+                raise Boom
+    assert await objects.count(TestModel.select()) == 0
+
+
+async def test_close_from_another_task_cuts_its_transaction_off(db: peewee_async.AsyncDatabase) -> None:
+    objects = peewee_async.Manager(db)
+    inside, go_on = asyncio.Event(), asyncio.Event()
+
+    async def work() -> None:
+        async with objects.atomic():
+            await objects.create(TestModel, text="cut")
+            inside.set()
+            await go_on.wait()
+
+    task = asyncio.create_task(work())
+    await inside.wait()
+    await asyncio.wait_for(objects.close(), 10)  # does not wait for the block to end
+    go_on.set()
+    with pytest.raises(peewee_async.ConnectionLost):
+        await task  # its COMMIT
+    assert await objects.count(TestModel.select()) == 0
+    assert db._open_transactions == 0

@@ -16,7 +16,7 @@ import peewee
 import pytest
 
 import peewee_async
-from peewee_async import PoolTimeout, TransactionError
+from peewee_async import ConnectionLost, PoolTimeout, TransactionError
 
 from .conftest import POOLED, make_database
 from .models import TestModel, TestModelAlpha
@@ -586,19 +586,20 @@ async def test_leaving_blocks_out_of_order_raises(db, objects, observer):
     assert await committed(observer) == ["a"]
 
 
-async def test_close_async_inside_a_transaction_raises(db, objects, observer):
-    async with objects.atomic():
-        await objects.create(TestModel, text="a")
-        with pytest.raises(TransactionError, match="transaction"):
+async def test_close_async_inside_a_transaction_cuts_it_off(db, objects, observer):
+    with pytest.raises(ConnectionLost, match="rolled the transaction back"):
+        async with objects.atomic():
+            await objects.create(TestModel, text="a")
             await db.close_async()
-        with pytest.raises(TransactionError):
-            await objects.close()
-        assert db.is_connected
-        await objects.create(TestModel, text="b")
-    assert await committed(observer) == ["a", "b"]
-    await db.close_async()
+            assert not db.is_connected
+            await objects.create(TestModel, text="b")  # never on a new connection
+    assert await committed(observer) == []
+    await objects.close()  # nothing open: closes as before
     assert not db.is_connected
-    assert await visible(objects) == ["a", "b"]  # reopens on demand
+    assert await visible(objects) == []  # reopens on demand
+    async with objects.atomic():
+        await objects.create(TestModel, text="c")
+    assert await committed(observer) == ["c"]
 
 
 async def test_commit_without_begin_ends_the_transaction(db, objects, observer):

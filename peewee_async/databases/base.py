@@ -124,6 +124,8 @@ class AsyncDatabase:
             f"peewee_async_transactions_{id(self)}", default=None
         )
         self._open_transactions = 0
+        # The root transactions open now, in any task: close_async() cuts them off.
+        self._root_transactions: set[TaskTransactions] = set()
         # Set by peewee_async.testing.rollback(): one transaction that every task shares.
         self._pinned: PinnedTransaction | None = None
         options = {
@@ -277,12 +279,25 @@ class AsyncDatabase:
         await self._get_pool(timeout)
 
     async def close_async(self) -> None:
-        """Close every async connection. The database reopens at the next query."""
-        if self._open_transactions:
+        """Close every async connection. The database reopens at the next query.
+
+        A transaction open meanwhile, in this task or another, is cut off:
+        its connection is closed now, so the server rolls it back; its next
+        statement and its commit raise :class:`~peewee_async.ConnectionLost`,
+        and a block already raising an exception of its own keeps raising
+        that. A transaction never continues on a new connection. Inside
+        :func:`peewee_async.testing.rollback` it raises
+        :class:`~peewee_async.TransactionError`.
+        """
+        if self._pinned is not None:
             raise TransactionError(
                 f"Cannot close {self.describe()}: {self._open_transactions} transaction(s) "
-                "are still open. Let their `async with` blocks finish first."
+                "are still open. Let their `async with` blocks finish first: rollback() is "
+                "active, and closing would end the isolation of the test."
             )
+        for held in list(self._root_transactions):
+            if isinstance(held.pool, Pool):
+                held.pool.cut(held.connection)
         opening, self._pool_opening = self._pool_opening, None
         pool, self._pool = self._pool, None
         if opening is not None and pool is None and not opening.done():

@@ -546,6 +546,18 @@ class Pool:
         if closing is not None:
             self.in_background(_quietly(closing))
 
+    def cut(self, conn: ConnectionHolder) -> None:
+        """Close a handed-out connection now, and stop waiting for it to come back.
+
+        For a transaction cut off by the database's close: the server rolls
+        it back, and the transaction's next statement finds the connection
+        closed. Its holder still gives it back, which then only frees its slot.
+        """
+        self._close_quietly(conn)
+        self._open.discard(conn)
+        if self._closing and not self._open:
+            self._all_back.set()
+
     def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` in a task that :meth:`settle` (and so :meth:`close`) waits for."""
         task = self.loop.create_task(work)
