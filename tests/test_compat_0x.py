@@ -220,3 +220,17 @@ async def test_close_from_another_task_cuts_its_transaction_off(db: peewee_async
         await task  # its COMMIT
     assert await objects.count(TestModel.select()) == 0
     assert db._open_transactions == 0
+
+
+async def test_an_option_unknown_to_the_class_and_its_driver_is_named(backend: str) -> None:
+    db = make_database(backend, max_conections=4)
+    try:
+        with pytest.raises(TypeError) as raised:
+            await db.connect_async()
+        message = str(raised.value)
+        assert "max_conections" in message  # the driver's own words name it
+        assert "did you mean 'max_connections'?" in message
+        assert f"The options of {type(db).__name__} itself are max_connections, min_connections" in message
+        assert db.pool is None
+    finally:
+        await db.close_async()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import difflib
 import logging
 import time
 from collections.abc import Sequence
@@ -161,6 +162,23 @@ class AsyncDatabase:
         super().init(database, *args, **kwargs)  # type: ignore[misc]
         # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
         self.statement_cache = StatementCache(self.describe(), self.statement_cache_size)
+
+    def options_error(self, exc: BaseException) -> TypeError:
+        """The error for connect arguments that the driver refused: its message, and our options."""
+        ours = ", ".join(_OPTIONS)
+        passed = sorted(getattr(self, "connect_params", {}))
+        hints = [
+            f"{name!r} (did you mean {match[0]!r}?)"
+            for name in passed
+            if (match := difflib.get_close_matches(name, [*_OPTIONS, "connection_timeout"], n=1))
+        ]
+        hint = f" Misspelt: {', '.join(hints)}." if hints else ""
+        return TypeError(
+            f"{self.driver.name} refused the connect arguments of {self.describe()}: "
+            f"{driver_message(exc)}.{hint} The options of {type(self).__name__} itself are {ours}; "
+            f"everything else ({', '.join(passed) or 'nothing'}) goes to {self.driver.name} and to "
+            "peewee's sync connection."
+        )
 
     def _check_options(self, database: Any) -> None:
         """Raise ``ValueError`` for options that cannot work together for this family."""

@@ -159,6 +159,10 @@ class Pool:
                 raw = await self.driver.connect(self.database, self.database.connect_timeout)
             except Exception as exc:
                 translated = self.driver.errors.translate(exc)
+                if isinstance(exc, TypeError) or isinstance(translated, peewee.ProgrammingError):
+                    # A keyword the driver does not take (psycopg2 reports it as a
+                    # ProgrammingError, "invalid connection option").
+                    raise self.database.options_error(exc) from exc
                 if translated is None:
                     raise
                 raise translated.with_traceback(exc.__traceback__)  # noqa: B904 - as peewee chains them
