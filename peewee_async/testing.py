@@ -105,7 +105,6 @@ class Rollback:
             raise
         pinned = self.pinned = PinnedTransaction(db, pool, conn)
         db._pinned = pinned
-        db._open_transactions += 1  # close_async() refuses while it is active
         return pinned
 
     def _check_free(self) -> None:
@@ -354,7 +353,6 @@ class PinnedTransaction:
             self.active = False
             if db._pinned is self:
                 db._pinned = None
-                db._open_transactions -= 1
             self._holders.clear()
             self._views.set(None)
             pool.release(conn)

@@ -137,7 +137,6 @@ class Transaction:
         assert task is not None  # we are awaited, so a task runs us
         held = TaskTransactions(task, pool, conn)
         self._token = db._task_transactions.set(held)
-        db._open_transactions += 1
         db._root_transactions.add(held)
         self._role = _Role.ROOT
         return held
@@ -193,7 +192,6 @@ class Transaction:
                     raise
         finally:
             db = self.database
-            db._open_transactions -= 1
             db._root_transactions.discard(held)
             if self._token is not None:
                 db._task_transactions.reset(self._token)

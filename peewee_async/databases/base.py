@@ -124,7 +124,6 @@ class AsyncDatabase:
         self._task_transactions: contextvars.ContextVar[TaskTransactions | None] = contextvars.ContextVar(
             f"peewee_async_transactions_{id(self)}", default=None
         )
-        self._open_transactions = 0
         # The root transactions open now, in any task: close_async() cuts them off.
         self._root_transactions: set[TaskTransactions] = set()
         # Set by peewee_async.testing.rollback(): one transaction that every task shares.
@@ -204,6 +203,11 @@ class AsyncDatabase:
         self.connect_timeout = new["connect_timeout"]
         self.query_timeout = new["query_timeout"]
         self.statement_cache_size = new["statement_cache_size"]
+
+    @property
+    def _open_transactions(self) -> int:
+        """Transactions open on this database: every task's roots, and rollback()'s shared one."""
+        return len(self._root_transactions) + (self._pinned is not None)
 
     # -- description -----------------------------------------------------
 
