@@ -21,7 +21,7 @@ from .harness import (
     run_backend,
     sizes_for,
 )
-from .sides import BACKENDS
+from .sides import BACKENDS, DRIVERS, by_reference
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,16 +31,26 @@ def parser() -> argparse.ArgumentParser:
             "Median ops/s of peewee-async, of its raw driver with hand-written SQL, and of sync "
             "peewee, on each backend, per workload: "
             + "; ".join(f"{name}: {what}" for name, (_, _, what) in WORKLOADS.items())
+            + ". The raw side of the server's first driver runs too, for a third ratio: "
+            + "; ".join(
+                f"raw {DRIVERS[ref]} on {' and '.join(backends)}"
+                for ref, backends in by_reference(BACKENDS).items()
+            )
             + ". The servers are those of the tests (tests.json or POSTGRES_*/MYSQL_* variables)."
         ),
     )
-    p.add_argument("--quick", action="store_true", help=f"small runs, {QUICK_ROUNDS} rounds (under a minute)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"small runs, {QUICK_ROUNDS} rounds (well under a minute a backend)",
+    )
     p.add_argument("--rounds", type=int, help=f"rounds (default {QUICK_ROUNDS} quick, {FULL_ROUNDS} full)")
     p.add_argument(
         "--backend",
         action="append",
         choices=list(BACKENDS),
-        help="run only this backend (repeat for several; default: all)",
+        help="run only this backend (repeat for several; default: all): "
+        + ", ".join(f"{name} = {title}" for name, title in BACKENDS.items()),
     )
     p.add_argument(
         "--workload",

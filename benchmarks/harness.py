@@ -3,9 +3,11 @@
 Each round runs every workload once on each contender, one after the other
 (peewee-async, raw driver, sync peewee, then the next workload; each round
 starts with the next contender), so that a drift of the machine's speed hits
-all three alike; the table shows the median of the rounds. The RSS growth of
-``stream`` is measured in a fresh process for each contender
-(:func:`rss_child`), where nothing else has grown the heap first.
+all three alike; the table shows the median of the rounds. On a backend with
+a reference (:data:`~benchmarks.sides.REFERENCES`), the reference's raw side
+is a fourth contender of the same rounds. The RSS growth of ``stream`` is
+measured in a fresh process for each contender (:func:`rss_child`), where
+nothing else has grown the heap first.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ import peewee
 from .settings import ROOT
 from .sides import (
     BACKENDS,
+    DRIVERS,
     ITEMS,
+    REFERENCES,
     AsyncSide,
     RawSide,
     SyncSide,
     async_database,
+    by_reference,
     fill_stream_sql,
     sync_database,
 )
@@ -51,6 +56,8 @@ WORKLOADS: dict[str, tuple[int, int, str]] = {
     "stream": (20_000, 1_000_000, "rows streamed"),
 }
 SIDES = ("async", "raw", "sync")
+#: The fourth contender of a backend with a reference: the raw side of REFERENCES[backend].
+REFERENCE = "ref"
 QUICK_ROUNDS = 3
 FULL_ROUNDS = 10
 
@@ -75,6 +82,11 @@ class Result:
     rss_mb: dict[str, float]  # side -> MB of RSS growth while streaming
 
 
+def sides_of(backend: str) -> tuple[str, ...]:
+    """The contenders of ``backend``, in the order of a round's first workload."""
+    return (*SIDES, REFERENCE) if backend in REFERENCES else SIDES
+
+
 def sizes_for(quick: bool, scale: float = 1.0, stream_rows: int | None = None) -> dict[str, int]:
     sizes = {name: max(1, round((q if quick else f) * scale)) for name, (q, f, _) in WORKLOADS.items()}
     if stream_rows is not None:
@@ -83,7 +95,7 @@ def sizes_for(quick: bool, scale: float = 1.0, stream_rows: int | None = None) -
 
 
 class Bench:
-    """The three contenders on one backend, with the benchmark's tables made and filled."""
+    """The contenders on one backend, with the benchmark's tables made and filled."""
 
     def __init__(self, backend: str, workdir: str, stream_rows: int, tag: str) -> None:
         self.backend = backend
@@ -93,6 +105,7 @@ class Bench:
         self.sync = SyncSide(sync_database(backend, self.sqlite_path), tag)
         self.async_: AsyncSide | None = None
         self.raw: RawSide | None = None
+        self.ref: RawSide | None = None
         self.ids: list[int] = []
 
     def create_tables(self) -> None:
@@ -116,21 +129,30 @@ class Bench:
         db.close()
         return version.split(" on ")[0].split(",")[0]
 
-    async def open(self) -> None:
+    async def open(self, reference: bool = True) -> None:
+        """Open the contenders; the reference's raw side too unless ``reference`` is false."""
         self.async_ = AsyncSide(async_database(self.backend, self.sqlite_path), self.tag)
         self.raw = await RawSide.open(self.backend, self.sqlite_path, self.tag)
+        if reference and self.backend in REFERENCES:
+            # The same server, so the same tables: it reads what the others read.
+            self.ref = await RawSide.open(REFERENCES[self.backend], self.sqlite_path, self.tag)
         self.sync.database.connect(reuse_if_open=True)
         self.ids = [row[0] for row in self.sync.Item.select(self.sync.Item.id).tuples()]
 
     async def close(self) -> None:
-        if self.async_ is not None:
-            await self.async_.close()
-        if self.raw is not None:
-            await self.raw.close()
+        # Each contender is closed once, though run_backend calls this again on its way out.
+        async_, raw, ref = self.async_, self.raw, self.ref
+        self.async_ = self.raw = self.ref = None
+        if async_ is not None:
+            await async_.close()
+        if raw is not None:
+            await raw.close()
+        if ref is not None:
+            await ref.close()
         self.sync.close()
 
     def side(self, name: str) -> Any:
-        return {"async": self.async_, "raw": self.raw, "sync": self.sync}[name]
+        return {"async": self.async_, "raw": self.raw, "sync": self.sync, REFERENCE: self.ref}[name]
 
     def argument(self, workload: str, n: int, rng: random.Random) -> Any:
         if workload in ("get", "get-c32", "txn-c16"):
@@ -153,7 +175,8 @@ async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
     bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
     bench.create_tables()
     server = bench.server_version()
-    rates: dict[str, dict[str, list[float]]] = {w: {s: [] for s in SIDES} for w in plan.workloads}
+    sides = sides_of(backend)
+    rates: dict[str, dict[str, list[float]]] = {w: {s: [] for s in sides} for w in plan.workloads}
     rss: dict[str, float] = {}
     try:
         await bench.open()
@@ -162,18 +185,19 @@ async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
         for workload in plan.workloads:
             small = 1000 if workload == "stream" else 32
             argument = bench.argument(workload, min(small, plan.sizes[workload]), rng)
-            for side in SIDES:
+            for side in sides:
                 await bench.run(side, workload, argument)
         for round_ in range(plan.rounds):
             # Each round starts with another contender: none is always first
             # (after the others have warmed the server's caches) or always last.
-            order = SIDES[round_ % len(SIDES) :] + SIDES[: round_ % len(SIDES)]
+            order = sides[round_ % len(sides) :] + sides[: round_ % len(sides)]
             for workload in plan.workloads:
                 argument = bench.argument(workload, plan.sizes[workload], rng)
                 for side in order:
                     rates[workload][side].append(await bench.run(side, workload, argument))
         await bench.close()
         if plan.rss and "stream" in plan.workloads:
+            # Not the reference's: its own backend's line has it.
             for side in SIDES:
                 rss[side] = measure_rss(backend, side, workdir, plan.sizes["stream"])
     finally:
@@ -222,7 +246,7 @@ def rss_child(backend: str, side: str, workdir: str, rows: int, tag: str) -> flo
 
     async def main() -> float:
         bench = Bench(backend, workdir, rows, tag)
-        await bench.open()
+        await bench.open(reference=False)
         try:
             await bench.run(side, "stream", min(rows, 1000))  # load every code path first
             gc.collect()
@@ -244,7 +268,7 @@ async def profile_backend(backend: str, workload: str, plan: Plan, workdir: str,
     bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
     bench.create_tables()
     try:
-        await bench.open()
+        await bench.open(reference=False)
         rng = random.Random(1)
         await bench.run("async", workload, bench.argument(workload, min(32, plan.sizes[workload]), rng))
         argument = bench.argument(workload, plan.sizes[workload], rng)
@@ -281,18 +305,27 @@ def _trim_stats(text: str) -> str:
 def format_result(result: Result, plan: Plan) -> str:
     title = f"{BACKENDS[result.backend]}, server {result.server}"
     pool = "1 connection" if result.backend == "sqlite" else "pool of 10"
+    sides = sides_of(result.backend)
+    reference = REFERENCES.get(result.backend)
+    # A backend with a reference has its raw side's rate as a fourth figure and
+    # peewee-async's rate over it as a third ratio, after the usual two.
+    ref_rate = f"{'raw ' + DRIVERS[reference]:>14}" if reference else ""
+    ref_ratio = f"{'async/' + DRIVERS[reference]:>16}" if reference else ""
     lines = [
         f"{title}; {pool}; median of {plan.rounds} round(s), operations per second",
-        f"{'workload':<14}{'peewee-async':>14}{'raw driver':>14}{'sync peewee':>14}"
-        f"{'async/raw':>11}{'async/sync':>12}" + (f"{'async/raw per round':>22}" if plan.spread else ""),
+        f"{'workload':<14}{'peewee-async':>14}{'raw driver':>14}{'sync peewee':>14}{ref_rate}"
+        f"{'async/raw':>11}{'async/sync':>12}{ref_ratio}"
+        + (f"{'async/raw per round':>22}" if plan.spread else ""),
     ]
     for workload, by_side in result.rates.items():
         medians = {side: statistics.median(values) for side, values in by_side.items()}
         line = (
             f"{workload:<14}"
-            + "".join(f"{medians[side]:>14,.0f}" for side in SIDES)
+            + "".join(f"{medians[side]:>14,.0f}" for side in sides)
             + f"{medians['async'] / medians['raw']:>11.2f}{medians['async'] / medians['sync']:>12.2f}"
         )
+        if reference:
+            line += f"{medians['async'] / medians[REFERENCE]:>16.2f}"
         if plan.spread:
             # Each round runs the contenders back to back: the ratio of one round
             # shows how far the machine's drift moves the median's ratio.
@@ -312,10 +345,18 @@ def format_result(result: Result, plan: Plan) -> str:
 def header(plan: Plan) -> str:
     import peewee_async
 
-    return (
+    text = (
         f"peewee-async {peewee_async.__version__}, peewee {peewee.__version__}, "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}\n"
         "Rounds interleave the contenders (async, raw, sync; raw, sync, async; ...); "
         "ops/s for stream are rows/s.\n"
         "Sync peewee runs the concurrent workloads' tasks one after another."
     )
+    for reference, backends in by_reference(plan.backends).items():
+        driver = DRIVERS[reference]
+        text += (
+            f"\nOn {' and '.join(backends)}: raw {driver} is a fourth contender of the same rounds "
+            f"(async, raw, sync, {driver}; raw, sync, {driver}, async; ...); "
+            f"async/{driver} is peewee-async's rate over its."
+        )
+    return text

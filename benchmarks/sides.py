@@ -1,10 +1,16 @@
 """The three contenders on each backend, each running the same workloads.
 
 * :class:`AsyncSide`: peewee-async, through a :class:`~peewee_async.Manager`.
-* :class:`RawSide`: the asyncio driver alone (aiopg, aiomysql, aiosqlite) with
-  hand-written SQL, a pool of the same size, each row read turned into a dict.
+* :class:`RawSide`: the asyncio driver alone (aiopg, aiomysql, aiosqlite,
+  asyncpg, psycopg 3, asyncmy) with hand-written SQL, a pool of the same size,
+  each row read turned into a dict.
 * :class:`SyncSide`: plain sync peewee on its usual DB-API driver (psycopg2,
   PyMySQL, sqlite3), one connection.
+
+The backends whose driver is not the first of its server (asyncpg and psycopg
+3 on PostgreSQL, asyncmy on MySQL) have a fourth contender, the raw side of
+the first one (raw aiopg, raw aiomysql; see :data:`REFERENCES`): what a user
+moving from aiopg to peewee-async on asyncpg compares with.
 
 A workload method does ``n`` operations (reads ``n`` rows, for ``stream``) and
 returns how many it did; :mod:`benchmarks.harness` times it.
@@ -13,7 +19,7 @@ returns how many it did; :mod:`benchmarks.harness` times it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import peewee
@@ -31,9 +37,44 @@ ITEMS = 1000
 
 BACKENDS = {
     "postgres": "PostgreSQL (aiopg)",
+    "asyncpg": "PostgreSQL (asyncpg)",
+    "psycopg": "PostgreSQL (psycopg 3)",
     "mysql": "MySQL/MariaDB (aiomysql)",
+    "asyncmy": "MySQL/MariaDB (asyncmy)",
     "sqlite": "SQLite (aiosqlite)",
 }
+#: The server of each backend: its SQL, its tables and its sync peewee.
+SERVERS = {
+    "postgres": "postgres",
+    "asyncpg": "postgres",
+    "psycopg": "postgres",
+    "mysql": "mysql",
+    "asyncmy": "mysql",
+    "sqlite": "sqlite",
+}
+#: The asyncio driver of each backend, as the table names it.
+DRIVERS = {
+    "postgres": "aiopg",
+    "asyncpg": "asyncpg",
+    "psycopg": "psycopg",
+    "mysql": "aiomysql",
+    "asyncmy": "asyncmy",
+    "sqlite": "aiosqlite",
+}
+#: backend -> the backend whose raw side runs beside it as a second yardstick.
+#: peewee-async on a newer driver is measured against the raw driver its
+#: server had first, in the same rounds: whether the library on asyncpg is
+#: faster than the code a user would write on aiopg alone.
+REFERENCES = {"asyncpg": "postgres", "psycopg": "postgres", "asyncmy": "mysql"}
+
+
+def by_reference(backends: Iterable[str]) -> dict[str, list[str]]:
+    """The references of ``backends`` (those that have one), each with its backends, in order."""
+    groups: dict[str, list[str]] = {}
+    for backend in backends:
+        if backend in REFERENCES:
+            groups.setdefault(REFERENCES[backend], []).append(backend)
+    return groups
 
 
 def make_models(database: Any, tag: str) -> tuple[Any, Any]:
@@ -172,6 +213,61 @@ class _KeptCursor:
         pass
 
 
+class _KeptPsycopgCursor(_KeptCursor):
+    """The same on psycopg 3, whose ``conn.cursor()`` is not awaited; its driver keeps one too."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Any:
+        cursor = self.cursors.get(self.conn)
+        if cursor is None or cursor.closed:
+            cursor = self.cursors[self.conn] = self.conn.cursor()
+        return cursor
+
+
+class _ConnectionQueue:
+    """``size`` connections handed out through a queue: a pool in a few lines, for psycopg 3.
+
+    psycopg 3's pool is a package of its own (``psycopg_pool``), often not
+    installed; this one opens its connections at once, and a task that finds
+    none free waits in the queue for the next one given back, as in a pool.
+    ``acquire()`` reads as a pool's does.
+    """
+
+    def __init__(self, conns: list[Any]) -> None:
+        self.conns = conns
+        self.free: asyncio.Queue[Any] = asyncio.Queue()
+        for conn in conns:
+            self.free.put_nowait(conn)
+
+    @classmethod
+    async def open(cls, size: int, connect: Callable[[], Coroutine[Any, Any, Any]]) -> _ConnectionQueue:
+        return cls([await connect() for _ in range(size)])
+
+    def acquire(self) -> _Lease:
+        return _Lease(self.free)
+
+    async def close(self) -> None:
+        for conn in self.conns:
+            await conn.close()
+
+
+class _Lease:
+    """One ``async with queue.acquire() as conn``: takes a connection, gives it back."""
+
+    __slots__ = ("free", "conn")
+
+    def __init__(self, free: asyncio.Queue[Any]) -> None:
+        self.free = free
+
+    async def __aenter__(self) -> Any:
+        self.conn = await self.free.get()
+        return self.conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.free.put_nowait(self.conn)
+
+
 class RawSide:
     """The asyncio driver alone, with the SQL written by hand.
 
@@ -179,20 +275,23 @@ class RawSide:
     each row read turned into an object (a dict of column names to values, what
     a model instance holds), statements unbounded in time (aiopg's default
     60-second timeout wraps each statement in ``asyncio.wait_for``, which
-    peewee-async turns off too), and on aiopg one cursor kept per connection.
+    peewee-async turns off too), and on aiopg and psycopg 3 one cursor kept
+    per connection.
     """
 
     title = "raw driver"
 
     def __init__(self, backend: str, pool: Any, tag: str) -> None:
         self.backend = backend
-        self.pool = pool  # aiopg/aiomysql pool, or _OneConnection over an aiosqlite connection
+        # aiopg/aiomysql/asyncmy/asyncpg pool, _ConnectionQueue of psycopg 3
+        # connections, or _OneConnection over an aiosqlite connection
+        self.pool = pool
         self._cursors: dict[Any, Any] = {}
         p = "?" if backend == "sqlite" else "%s"
         self.items, self.stream_rows = f"bench_item_{tag}", f"bench_stream_{tag}"
         self.sql_get = f"SELECT id, name, value FROM {self.items} WHERE id = {p}"
         self.sql_insert = f"INSERT INTO {self.items} (name, value) VALUES ({p}, {p})"
-        if backend == "postgres":
+        if SERVERS[backend] == "postgres":
             self.sql_insert += " RETURNING id"
         self.sql_update = f"UPDATE {self.items} SET name = {p}, value = {p} WHERE id = {p}"
 
@@ -226,6 +325,24 @@ class RawSide:
                 password=s["password"],
                 autocommit=True,
             )
+        elif backend == "asyncmy":
+            import asyncmy
+
+            s = server_settings("mysql")
+            pool = await asyncmy.create_pool(
+                minsize=1,
+                maxsize=POOL_SIZE,
+                db=s["database"],
+                host=s["host"],
+                port=s["port"],
+                user=s["user"],
+                password=s["password"],
+                autocommit=True,
+            )
+        elif backend == "asyncpg":
+            return await RawAsyncpgSide.open_asyncpg(backend, tag)
+        elif backend == "psycopg":
+            return await RawPsycopgSide.open_psycopg(backend, tag)
         else:
             import aiosqlite
 
@@ -236,7 +353,7 @@ class RawSide:
     async def close(self) -> None:
         if self.backend == "sqlite":
             await self.pool.conn.close()
-        else:
+        else:  # aiopg, aiomysql, asyncmy
             for cursor in self._cursors.values():
                 cursor.close()
             self._cursors.clear()
@@ -264,7 +381,7 @@ class RawSide:
         return len(ids)
 
     async def insert(self, n: int) -> int:
-        sql, returning = self.sql_insert, self.backend == "postgres"
+        sql, returning = self.sql_insert, SERVERS[self.backend] == "postgres"
         acquire, cursor = self.pool.acquire, self.cursor
         for k in range(n):
             async with acquire() as conn, cursor(conn) as cur:
@@ -339,6 +456,10 @@ class RawSide:
                     import aiomysql
 
                     cursor = conn.cursor(aiomysql.SSCursor)
+                elif self.backend == "asyncmy":
+                    from asyncmy.cursors import SSCursor
+
+                    cursor = conn.cursor(SSCursor)
                 else:
                     cursor = conn.cursor()
                 async with cursor as cur:
@@ -410,6 +531,164 @@ class RawSqliteSide(RawSide):
         return n
 
 
+class RawPsycopgSide(RawSide):
+    """psycopg 3 alone: ``POOL_SIZE`` autocommit connections, each with its kept cursor.
+
+    The workloads are the aiopg side's, on psycopg 3's ``AsyncCursor`` (the
+    same calls, ``%s`` placeholders); the stream reads a named (server-side)
+    cursor inside a transaction.
+    """
+
+    @classmethod
+    async def open_psycopg(cls, backend: str, tag: str) -> RawPsycopgSide:
+        import psycopg
+
+        s = server_settings("postgres")
+
+        def connect() -> Coroutine[Any, Any, Any]:
+            return psycopg.AsyncConnection.connect(
+                dbname=s["database"],
+                host=s["host"],
+                port=s["port"],
+                user=s["user"],
+                password=s["password"],
+                autocommit=True,
+            )
+
+        return cls(backend, await _ConnectionQueue.open(POOL_SIZE, connect), tag)
+
+    async def close(self) -> None:
+        for cursor in self._cursors.values():
+            await cursor.close()
+        self._cursors.clear()
+        await self.pool.close()
+
+    def cursor(self, conn: Any) -> Any:
+        return _KeptPsycopgCursor(self._cursors, conn)
+
+    async def select_1000(self, n: int) -> int:
+        sql = f"SELECT id, name, value FROM {self.items} LIMIT 1000"
+        for _ in range(n):
+            async with self.pool.acquire() as conn, self.cursor(conn) as cur:
+                await cur.execute(sql)
+                rows = await cur.fetchall()
+                columns = [d[0] for d in cur.description]
+                # As peewee-async's driver does: a kept cursor holds no big result.
+                await cur.close()
+                del self._cursors[conn]
+            objects = [dict(zip(columns, row, strict=True)) for row in rows]
+            assert len(objects) == 1000
+        return n
+
+    async def stream(self, n: int) -> int:
+        rows = 0
+        sql = f"SELECT id, name, value FROM {self.stream_rows} LIMIT {int(n)}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            # A named cursor is declared on the server; each fetchmany() is a FETCH.
+            async with conn.cursor("bench_cursor") as cur:
+                await cur.execute(sql)
+                columns = [d[0] for d in cur.description]
+                while chunk := await cur.fetchmany(STREAM_CHUNK):
+                    for row in chunk:
+                        dict(zip(columns, row, strict=True))
+                        rows += 1
+        assert rows == n, (rows, n)
+        return rows
+
+
+async def _keep_session(conn: Any) -> None:
+    """asyncpg's pool ``reset``: nothing, as peewee-async's pool sends nothing at release."""
+
+
+class RawAsyncpgSide(RawSide):
+    """asyncpg alone, through its own calls: ``fetchrow``, ``fetch``, ``fetchval``, ``execute``.
+
+    ``$n`` placeholders; each record read turned into a dict (``dict(record)``);
+    transactions by ``conn.transaction()`` and the stream by a cursor
+    (``conn.cursor(sql, prefetch=...)``) inside one. Its pool is given a
+    ``reset`` that does nothing: by default asyncpg's pool sends a reset query
+    (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;``) at
+    every release, a round trip per operation that peewee-async's pool does
+    not make, as aiopg's default ``timeout`` is turned off on the aiopg side.
+    """
+
+    def __init__(self, backend: str, pool: Any, tag: str) -> None:
+        super().__init__(backend, pool, tag)
+        self.sql_get = f"SELECT id, name, value FROM {self.items} WHERE id = $1"
+        self.sql_insert = f"INSERT INTO {self.items} (name, value) VALUES ($1, $2) RETURNING id"
+        self.sql_update = f"UPDATE {self.items} SET name = $1, value = $2 WHERE id = $3"
+
+    @classmethod
+    async def open_asyncpg(cls, backend: str, tag: str) -> RawAsyncpgSide:
+        import asyncpg
+
+        s = server_settings("postgres")
+        pool = await asyncpg.create_pool(
+            min_size=1,
+            max_size=POOL_SIZE,
+            reset=_keep_session,  # asyncpg 0.30 and later; 0.29 refuses it rather than reset each time
+            database=s["database"],
+            host=s["host"],
+            port=s["port"],
+            user=s["user"],
+            password=s["password"],
+        )
+        return cls(backend, pool, tag)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def get(self, ids: Sequence[int]) -> int:
+        sql, acquire = self.sql_get, self.pool.acquire
+        for i in ids:
+            async with acquire() as conn:
+                row = await conn.fetchrow(sql, i)
+            dict(row)
+        return len(ids)
+
+    async def insert(self, n: int) -> int:
+        sql, acquire = self.sql_insert, self.pool.acquire
+        for k in range(n):
+            async with acquire() as conn:
+                new_id = await conn.fetchval(sql, "new", k)
+            assert new_id
+        return n
+
+    async def select_1000(self, n: int) -> int:
+        sql = f"SELECT id, name, value FROM {self.items} LIMIT 1000"
+        for _ in range(n):
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(sql)
+            objects = [dict(row) for row in rows]
+            assert len(objects) == 1000
+        return n
+
+    async def _txns(self, ids: Sequence[int]) -> None:
+        acquire = self.pool.acquire
+        for i in ids:
+            async with acquire() as conn, conn.transaction():
+                obj = dict(await conn.fetchrow(self.sql_get, i))
+                await conn.execute(self.sql_update, obj["name"], obj["value"] + 1, obj["id"])
+
+    async def count(self, n: int) -> int:
+        sql, acquire = f"SELECT COUNT(*) FROM {self.items}", self.pool.acquire
+        for _ in range(n):
+            async with acquire() as conn:
+                value = await conn.fetchval(sql)
+            assert value >= ITEMS
+        return n
+
+    async def stream(self, n: int) -> int:
+        rows = 0
+        sql = f"SELECT id, name, value FROM {self.stream_rows} LIMIT {int(n)}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            async for row in conn.cursor(sql, prefetch=STREAM_CHUNK):
+                dict(row)
+                rows += 1
+        assert rows == n, (rows, n)
+        return rows
+
+
 class SyncSide:
     """Plain sync peewee, one connection; concurrent workloads run their tasks one after another."""
 
@@ -463,24 +742,32 @@ class SyncSide:
         return rows
 
 
+#: The pooled class of each server backend.
+POOLED_CLASSES: dict[str, type[peewee_async.AsyncDatabase]] = {
+    "postgres": peewee_async.PooledPostgresqlDatabase,
+    "asyncpg": peewee_async.PooledAsyncpgDatabase,
+    "psycopg": peewee_async.PooledPsycopgDatabase,
+    "mysql": peewee_async.PooledMySQLDatabase,
+    "asyncmy": peewee_async.PooledAsyncmyDatabase,
+}
+
+
 def async_database(backend: str, sqlite_path: str) -> peewee_async.AsyncDatabase:
-    if backend == "postgres":
-        s = server_settings("postgres")
-        name = s.pop("database")
-        return peewee_async.PooledPostgresqlDatabase(name, max_connections=POOL_SIZE, **s)
-    if backend == "mysql":
-        s = server_settings("mysql")
-        name = s.pop("database")
-        return peewee_async.PooledMySQLDatabase(name, max_connections=POOL_SIZE, **s)
-    return peewee_async.SqliteDatabase(sqlite_path)
+    if backend == "sqlite":
+        return peewee_async.SqliteDatabase(sqlite_path)
+    s = server_settings(SERVERS[backend])
+    name = s.pop("database")
+    return POOLED_CLASSES[backend](name, max_connections=POOL_SIZE, **s)
 
 
 def sync_database(backend: str, sqlite_path: str) -> peewee.Database:
-    if backend == "postgres":
+    """Sync peewee on the server's usual DB-API driver (psycopg2, PyMySQL), whatever the asyncio driver."""
+    server = SERVERS[backend]
+    if server == "postgres":
         s = server_settings("postgres")
         name = s.pop("database")
         return peewee.PostgresqlDatabase(name, **s)
-    if backend == "mysql":
+    if server == "mysql":
         s = server_settings("mysql")
         name = s.pop("database")
         return peewee.MySQLDatabase(name, **s)
@@ -489,12 +776,13 @@ def sync_database(backend: str, sqlite_path: str) -> peewee.Database:
 
 def fill_stream_sql(backend: str, table: str, rows: int) -> str:
     """SQL that fills the stream table with ``rows`` rows on the server, without sending them."""
-    if backend == "postgres":
+    server = SERVERS[backend]
+    if server == "postgres":
         return (
             f"INSERT INTO {table} (name, value) "
             f"SELECT 'row ' || n, n FROM generate_series(1, {int(rows)}) AS n"
         )
-    if backend == "mysql":
+    if server == "mysql":
         digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
         places = max(1, len(str(max(rows - 1, 1))))  # a cross join of as many digit tables
         tables = ", ".join(f"({digits}) t{k}" for k in range(places))

@@ -8,10 +8,16 @@ database objects keep serving sync peewee code.
 from . import db_url, testing
 from .databases import AsyncDatabase
 from .databases.registry import (
+    AsyncmyDatabase,
+    AsyncpgDatabase,
     MySQLDatabase,
+    PooledAsyncmyDatabase,
+    PooledAsyncpgDatabase,
     PooledMySQLDatabase,
     PooledPostgresqlDatabase,
+    PooledPsycopgDatabase,
     PostgresqlDatabase,
+    PsycopgDatabase,
     SqliteDatabase,
 )
 from .errors import (
@@ -44,14 +50,20 @@ from .transactions import Transaction
 __version__ = "1.0.0"
 
 __all__ = [
+    "AsyncpgDatabase",
     "AsyncDatabase",
+    "AsyncmyDatabase",
     "ConnectionLost",
     "Manager",
     "MySQLDatabase",
     "PoolTimeout",
+    "PooledAsyncmyDatabase",
+    "PooledAsyncpgDatabase",
     "PooledMySQLDatabase",
     "PooledPostgresqlDatabase",
+    "PooledPsycopgDatabase",
     "PostgresqlDatabase",
+    "PsycopgDatabase",
     "QueryTimeout",
     "RowStream",
     "SqliteDatabase",

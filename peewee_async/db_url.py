@@ -15,6 +15,8 @@ scheme                                      class
 ``postgresext+pool://`` (``postgresqlext``)  :class:`peewee_asyncext.PooledPostgresqlExtDatabase`
 ``mysql://``                                :class:`~peewee_async.MySQLDatabase`
 ``mysql+pool://``                           :class:`~peewee_async.PooledMySQLDatabase`
+``mysql+asyncmy://``                        :class:`~peewee_async.AsyncmyDatabase`
+``mysql+asyncmy+pool://``                   :class:`~peewee_async.PooledAsyncmyDatabase`
 ==========================================  =======================================
 
 Query string arguments become constructor arguments, converted as peewee

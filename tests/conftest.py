@@ -61,10 +61,32 @@ BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]
         peewee_asyncext.PooledPostgresqlExtDatabase,
         {"register_hstore": True, "max_connections": 4},
     ),
+    "asyncpg": ("postgres", peewee_async.AsyncpgDatabase, {}),
+    "asyncpg-pool": ("postgres", peewee_async.PooledAsyncpgDatabase, {"max_connections": 4}),
+    "asyncpg-ext": ("postgres", peewee_asyncext.AsyncpgExtDatabase, {"register_hstore": True}),
+    "asyncpg-ext-pool": (
+        "postgres",
+        peewee_asyncext.PooledAsyncpgExtDatabase,
+        {"register_hstore": True, "max_connections": 4},
+    ),
+    "psycopg": ("postgres", peewee_async.PsycopgDatabase, {}),
+    "psycopg-pool": ("postgres", peewee_async.PooledPsycopgDatabase, {"max_connections": 4}),
+    "psycopg-ext": ("postgres", peewee_asyncext.PsycopgExtDatabase, {"register_hstore": True}),
+    "psycopg-ext-pool": (
+        "postgres",
+        peewee_asyncext.PooledPsycopgExtDatabase,
+        {"register_hstore": True, "max_connections": 4},
+    ),
     "mysql": ("mysql", peewee_async.MySQLDatabase, {"sql_mode": MYSQL_SQL_MODE}),
     "mysql-pool": (
         "mysql",
         peewee_async.PooledMySQLDatabase,
+        {"max_connections": 4, "sql_mode": MYSQL_SQL_MODE},
+    ),
+    "asyncmy": ("mysql", peewee_async.AsyncmyDatabase, {"sql_mode": MYSQL_SQL_MODE}),
+    "asyncmy-pool": (
+        "mysql",
+        peewee_async.PooledAsyncmyDatabase,
         {"max_connections": 4, "sql_mode": MYSQL_SQL_MODE},
     ),
     # SQLite checks foreign keys only when asked, as applications do. Several

@@ -1,7 +1,9 @@
 """The benchmark runs to the end on every backend and prints its table.
 
 Nothing here is about speed: a run at a tiny size must complete and give a
-figure and both ratios for every workload, and the RSS growth of ``stream``.
+figure and both ratios for every workload, and the RSS growth of ``stream``;
+on a backend with a reference (asyncpg, psycopg, asyncmy), the reference's
+figure and the third ratio too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.harness import WORKLOADS
-from benchmarks.sides import BACKENDS
+from benchmarks.sides import BACKENDS, DRIVERS, REFERENCES, SERVERS
 
 from .conftest import _require_server
 
@@ -22,17 +24,33 @@ RATIO = r"\d+\.\d\d"
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_quick_run_prints_a_ratio_per_workload(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    if backend != "sqlite":
-        _require_server(backend)
+    _require_server(SERVERS[backend])
     assert (
         main(["--quick", "--backend", backend, "--rounds", "1", "--scale", "0.05", "--stream-rows", "3000"])
         == 0
     )
     out = capsys.readouterr().out
     assert BACKENDS[backend] in out
+    reference = REFERENCES.get(backend)
+    # Four rates and three ratios with a reference, three and two without.
+    rates, ratios = (4, 3) if reference else (3, 2)
+    columns = r"\s+".join([NUMBER] * rates + [RATIO] * ratios)
     for workload in WORKLOADS:
-        line = rf"^{re.escape(workload)}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{RATIO}\s+{RATIO}$"
-        assert re.search(line, out, re.MULTILINE), f"no result line for {workload}:\n{out}"
+        line = rf"^{re.escape(workload)}\s+{columns}$"
+        found = re.search(line, out, re.MULTILINE)
+        assert found, f"no result line for {workload}:\n{out}"
+        if reference:
+            # The third ratio is peewee-async's rate over the reference's (to the rounding of both).
+            figures = [float(f.replace(",", "")) for f in found.group().split()[1:]]
+            ours, theirs, ratio = figures[0], figures[3], figures[6]
+            assert abs(ratio - ours / theirs) <= 0.005 + 0.01 * ours / theirs, found.group()
+    if reference:
+        driver = DRIVERS[reference]
+        heading = rf"^workload\s+peewee-async\s+raw driver\s+sync peewee\s+raw {driver}\s+async/raw\s+"
+        assert re.search(rf"{heading}async/sync\s+async/{driver}$", out, re.MULTILINE), out
+        assert f"On {backend}: raw {driver} is a fourth contender of the same rounds" in out
+    else:
+        assert "fourth contender" not in out
     growth = r"\+\d+\.\d MB"
     rss = (
         rf"^stream: RSS growth over 3,000 rows: peewee-async {growth}, raw driver {growth}, "

@@ -525,10 +525,10 @@ async def test_task_cancelled_inside_atomic_during_a_query(db, objects, backend,
 
 LOOPS_SCRIPT = """
 import asyncio, gc, json, sys
-from tests.conftest import make_database
+from tests.conftest import BACKENDS, make_database
 
 backend = sys.argv[1]
-postgres = backend.startswith("postgres")
+postgres = BACKENDS[backend][0] == "postgres"
 db = make_database(backend)
 observer = make_database(backend)
 SESSION = "SELECT pg_backend_pid()" if postgres else "SELECT CONNECTION_ID()"

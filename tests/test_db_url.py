@@ -17,6 +17,8 @@ from peewee_async import db_url
         ("postgresqlext+pool://u@h/db", peewee_asyncext.PooledPostgresqlExtDatabase),
         ("mysql://u@h/db", peewee_async.MySQLDatabase),
         ("mysql+pool://u@h/db", peewee_async.PooledMySQLDatabase),
+        ("mysql+asyncmy://u@h/db", peewee_async.AsyncmyDatabase),
+        ("mysql+asyncmy+pool://u@h/db", peewee_async.PooledAsyncmyDatabase),
     ],
 )
 def test_scheme_picks_the_async_class(url, cls):

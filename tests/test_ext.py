@@ -288,9 +288,16 @@ async def test_json_key_lookups(objects: peewee_async.Manager) -> None:
         (ExtDocument.data["ключ"] == "значение", [("first",)]),
         (ExtDocument.meta["owner"]["name"] == "Zoë", [("first",)]),
         (ExtDocument.meta["owner"]["name"] == "Ana", [("second",)]),
-        (ExtDocument.data["list"][0] == "x", [("second",)]),
         (ExtDocument.data["kind"] == "missing", []),
     ]
+    by_index = ExtDocument.data["list"][0] == "x"
+    if objects.database.driver.name == "asyncpg" and not hasattr(peewee, "Psycopg3Adapter"):
+        # peewee 3.17 sends a path step as a parameter, which asyncpg has the
+        # server type as text (a key): an array index is refused, naming it.
+        with pytest.raises(peewee.DataError, match="expected str, got int"):
+            await objects.execute(names(by_index)())
+    else:
+        cases.append((by_index, [("second",)]))
     for where, expected in cases:
         async_rows, sync_rows = await read_both(objects, names(where))
         assert async_rows == expected

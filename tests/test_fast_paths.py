@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import decimal
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -215,8 +216,10 @@ def state(instance: Any) -> tuple[Any, ...]:
 
 
 def comparable(param: Any) -> Any:
-    """A parameter as a value that compares by content (psycopg2 wraps bytes in Binary)."""
-    param = getattr(param, "adapted", param)
+    """A parameter as a value that compares by content (psycopg2 and psycopg 3 wrap bytes in Binary)."""
+    param = getattr(param, "adapted", param)  # psycopg2's wrappers
+    if type(param).__module__.startswith("psycopg."):
+        param = getattr(param, "obj", param)  # psycopg 3's
     return bytes(param) if isinstance(param, memoryview) else param
 
 
@@ -229,6 +232,8 @@ def statements() -> Iterator[list[tuple[str, list[Any]]]]:
         def emit(self, record: logging.LogRecord) -> None:
             if isinstance(record.msg, tuple):
                 sql, params = record.msg
+                # In peewee's parameter style, whatever the driver's ($1 for asyncpg).
+                sql = re.sub(r"\$\d+", "%s", sql)
                 sent.append((sql, [comparable(param) for param in params or ()]))
 
     logger = logging.getLogger("peewee")
@@ -640,7 +645,7 @@ async def test_schema_set(backend, objects, models):
     if backend.startswith("sqlite"):
         pytest.skip("a schema on SQLite names an attached database")
     row = await objects.create(Schemed, label="s")
-    schema = "public" if backend.startswith("postgres") else server_settings("mysql")["database"]
+    schema = "public" if BACKENDS[backend][0] == "postgres" else server_settings("mysql")["database"]
     Schemed._meta.schema = schema
     try:
         with statements() as sent:
@@ -715,7 +720,7 @@ async def test_the_statement_cache_prunes_the_least_recently_used(db, objects, m
     assert (await objects.get(Every, char=row.char)).id == row.id
 
 
-@pytest.mark.parametrize("backend", ["postgres", "postgres-pool"], indirect=True)  # aiopg's cursors
+@pytest.mark.parametrize("backend", ["postgres", "postgres-pool", "psycopg", "psycopg-pool"], indirect=True)  # kept cursors
 async def test_postgres_connection_keeps_a_cursor_only_for_small_results(backend, db, objects, models):
     await objects.execute(Kind.insert_many([{"name": f"k{n}"} for n in range(150)]))
     await objects.get(Kind, name="k1")

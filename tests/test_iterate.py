@@ -68,7 +68,7 @@ async def open_transactions_on_server(db: peewee_async.AsyncDatabase, backend: s
     """Connections of ``db``'s pool that the server sees inside a transaction (PostgreSQL only; else 0)."""
     if server_of(backend) != "postgres" or db.pool is None:
         return 0
-    pids = [conn.raw.raw.get_backend_pid() for conn in db.pool.connections()]
+    pids = [db.driver.session_id(conn) for conn in db.pool.connections()]  # type: ignore[attr-defined]
     if not pids:
         return 0
     observer = make_database("postgres")

@@ -15,15 +15,15 @@ Printed output is captured and compared with the output the reference promises.
 
 import asyncio
 import logging
+from typing import Any
 
 import peewee
 import pytest
 
 import peewee_async
-import peewee_asyncext
 from peewee_async import Manager, create_object, get_object, update_object
 
-from .conftest import server_settings
+from .conftest import BACKENDS, server_settings
 
 # -- Quickstart -------------------------------------------------------------------
 
@@ -268,30 +268,29 @@ async def test_manager_atomic_example(db, bind_models):
 
 
 def example_database(backend, name, settings):
-    """The reference's constructor example for the backend's class, plus connection settings."""
-    if backend == "postgres":
-        return peewee_async.PostgresqlDatabase(name, **settings), 1
-    if backend == "postgres-pool":
-        return peewee_async.PooledPostgresqlDatabase(name, max_connections=20, **settings), 20
-    if backend == "postgres-ext":
-        return peewee_asyncext.PostgresqlExtDatabase(name, register_hstore=False, **settings), 1
-    if backend == "postgres-ext-pool":
-        database = peewee_asyncext.PooledPostgresqlExtDatabase(
-            name, register_hstore=False, max_connections=20, **settings
-        )
-        return database, 20
+    """The reference's constructor example for the backend's class, plus connection settings.
+
+    The classes of the drivers that came later take the same arguments as the
+    reference's class of their family.
+    """
     if backend == "mysql":
         return peewee_async.MySQLDatabase(name, **settings), 1
-    # The reference's PooledMySQLDatabase example spells the plain class:
-    # database = MySQLDatabase('test', max_connections=10)
-    return peewee_async.MySQLDatabase(name, max_connections=10, **settings), 10
+    if backend == "mysql-pool":
+        # The reference's PooledMySQLDatabase example spells the plain class:
+        # database = MySQLDatabase('test', max_connections=10)
+        return peewee_async.MySQLDatabase(name, max_connections=10, **settings), 10
+    cls = BACKENDS[backend][1]
+    pooled = backend.endswith("-pool")
+    extra: dict[str, Any] = {"max_connections": 20} if pooled else {}
+    if "ext" in backend:
+        extra["register_hstore"] = False
+    return cls(name, **extra, **settings), 20 if pooled else 1
 
 
 async def test_database_constructor_examples(backend):
     if backend.startswith("sqlite"):
         pytest.skip("the reference's database examples are PostgreSQL and MySQL classes")
-    server = "mysql" if backend.startswith("mysql") else "postgres"
-    settings = server_settings(server)
+    settings = server_settings(BACKENDS[backend][0])
     name = settings.pop("database")
     database, max_connections = example_database(backend, name, settings)
     assert database.max_connections == max_connections
@@ -311,11 +310,13 @@ async def test_database_constructor_examples(backend):
 
 
 async def test_pooled_mysql_class_with_max_connections(backend):
-    if not backend.startswith("mysql"):
+    if BACKENDS[backend][0] != "mysql":
         pytest.skip("MySQL only")
     settings = server_settings("mysql")
     name = settings.pop("database")
-    database = peewee_async.PooledMySQLDatabase(name, max_connections=10, **settings)
+    # The pooled class of the backend's driver.
+    pooled = {"aiomysql": peewee_async.PooledMySQLDatabase, "asyncmy": peewee_async.PooledAsyncmyDatabase}
+    database = pooled[BACKENDS[backend][1].driver.name](name, max_connections=10, **settings)
     assert database.max_connections == 10
     try:
         cursor = await database.execute_sql_async("SELECT 1")

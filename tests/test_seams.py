@@ -53,6 +53,8 @@ def test_the_url_schemes_come_from_the_table() -> None:
         "postgresql+pool": peewee_async.PooledPostgresqlDatabase,
         "mysql": peewee_async.MySQLDatabase,
         "mysql+pool": peewee_async.PooledMySQLDatabase,
+        "mysql+asyncmy": peewee_async.AsyncmyDatabase,
+        "mysql+asyncmy+pool": peewee_async.PooledAsyncmyDatabase,
     }
     assert registry.schemes()["postgresqlext+pool"] is peewee_asyncext.PooledPostgresqlExtDatabase
     with pytest.raises(ValueError, match="already name another database class"):

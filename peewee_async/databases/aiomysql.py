@@ -15,7 +15,7 @@ from .driver import (
     optional_import,
     socket_readable,
 )
-from .mysql import MySQLDriver, connect_arguments
+from .mysql import MySQLDriver, UnbufferedResult, connect_arguments, quote_sql_mode
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -42,11 +42,7 @@ class AiomysqlDriver(MySQLDriver):
 
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         params = {_RENAMED_PARAMS.get(k, k): v for k, v in connect_arguments(database, timeout).items()}
-        if params.get("sql_mode") is not None:
-            # aiomysql sends `SET sql_mode=<value>` unquoted, which fails for a
-            # list of modes ("STRICT_TRANS_TABLES,PIPES_AS_CONCAT"); PyMySQL,
-            # for the sync side, passes it as a parameter. Quote it as PyMySQL would.
-            params["sql_mode"] = "'" + str(params["sql_mode"]).replace("'", "''") + "'"
+        quote_sql_mode(params)
         return await aiomysql.connect(**params)
 
     def close(self, conn: ConnectionHolder) -> None:
@@ -128,32 +124,3 @@ class AiomysqlDriver(MySQLDriver):
             await cursor.close()
             raise
         return UnbufferedResult(conn.raw, cursor, chunk_size)
-
-
-class UnbufferedResult(RawStream):
-    """aiomysql's ``SSCursor``: the server sends the rows as they are read.
-
-    The connection takes no other statement until every row was read. Closed
-    early, the stream reads the rest and drops it when the connection is inside
-    a transaction (which must go on); otherwise it closes the connection, which
-    stops the server at once, and the pool opens a new one when needed.
-    """
-
-    def __init__(self, raw: Any, cursor: Any, chunk_size: int) -> None:
-        self.raw = raw
-        self.cursor = cursor
-        self.chunk_size = chunk_size
-        self.description = cursor.description
-        self.exhausted = False
-
-    async def fetch(self) -> Sequence[Sequence[Any]]:
-        rows: Sequence[Sequence[Any]] = await self.cursor.fetchmany(self.chunk_size)
-        if not rows:
-            self.exhausted = True
-        return rows
-
-    async def close(self) -> None:
-        if not self.exhausted and not self.raw.get_transaction_status():
-            self.raw.close()
-            return
-        await self.cursor.close()  # reads what is left of the result

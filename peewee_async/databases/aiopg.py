@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +15,8 @@ from .driver import (
     TransactionStatus,
     dbapi_errors,
     optional_import,
-    socket_readable,
 )
-from .postgres import PostgresqlDriver, connect_arguments
+from .postgres import PostgresqlDriver, connect_arguments, server_said_goodbye
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -80,22 +78,7 @@ class AiopgDriver(PostgresqlDriver):
 
     def connection_lost(self, conn: ConnectionHolder) -> bool:
         raw = conn.raw
-        if raw.closed:
-            return True
-        fd = raw.raw.fileno()
-        if not socket_readable(fd):
-            return False
-        # An idle connection has nothing to read but a notification, or the
-        # server's goodbye: an ErrorResponse ('E', e.g. "terminating connection
-        # due to administrator command") and the end of the stream.
-        with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                first = sock.recv(1, socket.MSG_PEEK)
-            except BlockingIOError:
-                return False
-            except OSError:
-                return True
-        return first in (b"", b"E")
+        return bool(raw.closed) or server_said_goodbye(raw.raw.fileno())
 
     def session_id(self, conn: ConnectionHolder) -> int:
         return int(conn.raw.raw.get_backend_pid())

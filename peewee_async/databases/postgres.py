@@ -9,12 +9,13 @@ connects and runs one statement.
 from __future__ import annotations
 
 import itertools
+import socket
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 from .base import AsyncDatabase
-from .driver import ConnectionHolder, Driver, RawStream, TransactionStatus
+from .driver import ConnectionHolder, Driver, RawStream, TransactionStatus, socket_readable
 
 
 class PostgresqlFamily(AsyncDatabase):
@@ -101,3 +102,22 @@ def connect_arguments(database: AsyncDatabase, timeout: float | None) -> tuple[s
     # libpq takes whole seconds; 0 would mean "wait for ever".
     params.setdefault("connect_timeout", max(1, round(timeout)) if timeout else 0)
     return dsn, params
+
+
+def server_said_goodbye(fd: int) -> bool:
+    """Whether the server closed the idle connection on socket ``fd``, seen without reading from it.
+
+    An idle connection has nothing to read but a notification, or the server's
+    goodbye: an ErrorResponse ('E', e.g. "terminating connection due to
+    administrator command") and the end of the stream.
+    """
+    if not socket_readable(fd):
+        return False
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+    return first in (b"", b"E")

@@ -19,9 +19,12 @@ import peewee
 from .aiomysql import AiomysqlDriver
 from .aiopg import AiopgDriver
 from .aiosqlite import AiosqliteDriver
+from .asyncmy import AsyncmyDriver
+from .asyncpg import AsyncpgDriver
 from .base import AsyncDatabase
 from .mysql import MySQLFamily
 from .postgres import PostgresqlFamily
+from .psycopg import PsycopgDriver
 from .sqlite import SqliteFamily
 
 D = TypeVar("D", bound=type[AsyncDatabase])
@@ -71,7 +74,10 @@ def schemes() -> dict[str, type[AsyncDatabase]]:
 
 
 AIOPG = AiopgDriver()
+PSYCOPG = PsycopgDriver()
+ASYNCPG = AsyncpgDriver()
 AIOMYSQL = AiomysqlDriver()
+ASYNCMY = AsyncmyDriver()
 AIOSQLITE = AiosqliteDriver()
 
 
@@ -100,6 +106,56 @@ class PooledPostgresqlDatabase(PostgresqlDatabase):
     default_max_connections = 20
 
 
+@registered("postgres+asyncpg", "postgresql+asyncpg")
+class AsyncpgDatabase(PostgresqlFamily, peewee.PostgresqlDatabase):
+    """PostgreSQL for sync peewee and for async code on one asyncpg connection.
+
+    The same as :class:`PostgresqlDatabase` on asyncpg. peewee's sync side of
+    the object runs on psycopg 3 under peewee 4 (on psycopg2 under peewee 3.17). Example::
+
+        database = AsyncpgDatabase('test', user='postgres', host='127.0.0.1')
+    """
+
+    driver = ASYNCPG
+
+
+@registered("postgres+asyncpg+pool", "postgresql+asyncpg+pool")
+class PooledAsyncpgDatabase(AsyncpgDatabase):
+    """PostgreSQL on asyncpg with a pool of up to ``max_connections`` (default 20) async connections.
+
+    Example::
+
+        database = PooledAsyncpgDatabase('test', max_connections=20)
+    """
+
+    default_max_connections = 20
+
+
+@registered("postgres+psycopg", "postgresql+psycopg")
+class PsycopgDatabase(PostgresqlFamily, peewee.PostgresqlDatabase):
+    """PostgreSQL for sync peewee and for async code on one psycopg 3 connection.
+
+    The same as :class:`PostgresqlDatabase` on psycopg 3's ``AsyncConnection``.
+    Under peewee 4 its sync side runs on psycopg 3 too. Example::
+
+        database = PsycopgDatabase('test', user='postgres', host='127.0.0.1')
+    """
+
+    driver = PSYCOPG
+
+
+@registered("postgres+psycopg+pool", "postgresql+psycopg+pool")
+class PooledPsycopgDatabase(PsycopgDatabase):
+    """PostgreSQL on psycopg 3 with a pool of up to ``max_connections`` (default 20) async connections.
+
+    Example::
+
+        database = PooledPsycopgDatabase('test', max_connections=20)
+    """
+
+    default_max_connections = 20
+
+
 @registered("mysql")
 class MySQLDatabase(MySQLFamily, peewee.MySQLDatabase):
     """MySQL/MariaDB for sync peewee and for async code on one aiomysql connection.
@@ -120,6 +176,31 @@ class PooledMySQLDatabase(MySQLDatabase):
     Example::
 
         database = PooledMySQLDatabase('test', max_connections=10)
+    """
+
+    default_max_connections = 20
+
+
+@registered("mysql+asyncmy")
+class AsyncmyDatabase(MySQLFamily, peewee.MySQLDatabase):
+    """MySQL/MariaDB for sync peewee and for async code on one asyncmy connection.
+
+    The same as :class:`MySQLDatabase` on asyncmy, a fork of aiomysql with a
+    compiled protocol parser; the sync side runs on PyMySQL. Example::
+
+        database = AsyncmyDatabase('test', user='root', host='127.0.0.1')
+    """
+
+    driver = ASYNCMY
+
+
+@registered("mysql+asyncmy+pool")
+class PooledAsyncmyDatabase(AsyncmyDatabase):
+    """MySQL/MariaDB on asyncmy with a pool of up to ``max_connections`` (default 20) async connections.
+
+    Example::
+
+        database = PooledAsyncmyDatabase('test', max_connections=10)
     """
 
     default_max_connections = 20

@@ -44,22 +44,33 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 
-def server_url(server: str) -> str:
-    """The pooled database URL of a test server, e.g. ``postgres+pool://postgres@127.0.0.1:5432/test``."""
+#: What the example apps run on besides SQLite, by test id: (test server, URL scheme of
+#: the database class without "+pool"). Each server with each of its drivers.
+TARGETS: dict[str, tuple[str, str]] = {
+    "postgres": ("postgres", "postgres"),
+    "asyncpg": ("postgres", "postgres+asyncpg"),
+    "psycopg": ("postgres", "postgres+psycopg"),
+    "mysql": ("mysql", "mysql"),
+    "asyncmy": ("mysql", "mysql+asyncmy"),
+}
+
+
+def server_url(target: str) -> str:
+    """The pooled database URL of a target, e.g. ``postgres+pool://postgres@127.0.0.1:5432/test``."""
+    server, scheme = TARGETS[target]
     settings = server_settings(server)
     credentials = quote(settings["user"], safe="")
     if settings["password"]:
         credentials += ":" + quote(settings["password"], safe="")
-    scheme = {"postgres": "postgres+pool", "mysql": "mysql+pool"}[server]
-    return f"{scheme}://{credentials}@{settings['host']}:{settings['port']}/{settings['database']}"
+    return f"{scheme}+pool://{credentials}@{settings['host']}:{settings['port']}/{settings['database']}"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres", "mysql"])
+@pytest.fixture(scope="module", params=["sqlite", *TARGETS])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database URL for each backend: a fresh SQLite file, or a test server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('examples') / 'example.db'}"
-    _require_server(request.param)
+    _require_server(TARGETS[request.param][0])
     return server_url(request.param)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from ..conftest import _require_server, server_settings
 from ..servers import ROOT
+from .conftest import TARGETS
 
 TOP_1 = "huey: huey 4 | mickey: mickey 3 | zaizee: zaizee 1"
 TOP_2 = "huey: huey 4, huey 3 | mickey: mickey 3, mickey 2 | zaizee: zaizee 1"
@@ -66,9 +67,9 @@ EXPECTED = {
 }
 
 
-def url_of(server: str) -> str:
+def url_of(target: str) -> str:
+    server, scheme = TARGETS[target]
     settings = server_settings(server)
-    scheme = "postgresql" if server == "postgres" else "mysql"
     password = f":{quote(settings['password'], safe='')}" if settings["password"] else ""
     return (
         f"{scheme}://{quote(settings['user'], safe='')}{password}@{settings['host']}:{settings['port']}"
@@ -76,12 +77,13 @@ def url_of(server: str) -> str:
     )
 
 
-@pytest.mark.parametrize("server", ["sqlite", "postgres", "mysql"])
-def test_hacks_example(server: str) -> None:
+@pytest.mark.parametrize("target", ["sqlite", *TARGETS])
+def test_hacks_example(target: str) -> None:
     args = [sys.executable, str(ROOT / "examples" / "hacks.py")]
+    server = TARGETS[target][0] if target != "sqlite" else "sqlite"
     if server != "sqlite":
         _require_server(server)
-        args.append(url_of(server))
+        args.append(url_of(target))
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr

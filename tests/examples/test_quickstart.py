@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import _require_server
-from .conftest import EXAMPLES, ROOT, connect, server_url
+from .conftest import EXAMPLES, ROOT, TARGETS, connect, server_url
 
 EXPECTED = "Yo, I can do it sync!\nNot bad. Watch this, I'm async!\n"
 
@@ -41,10 +41,10 @@ def test_sqlite_file_in_the_temp_folder_by_default() -> None:
     assert_table_dropped(f"sqlite:///{Path(tempfile.gettempdir()) / 'peewee_async_quickstart.db'}")
 
 
-@pytest.mark.parametrize("server", ["postgres", "mysql"])
-def test_server_given_as_argument(server: str) -> None:
-    _require_server(server)
-    url = server_url(server)
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_server_given_as_argument(target: str) -> None:
+    _require_server(TARGETS[target][0])
+    url = server_url(target)
     done = run_quickstart([url], {**os.environ, "DATABASE_URL": "sqlite:///not-this-one.db"})
     assert done.returncode == 0, done.stderr
     assert done.stdout == EXPECTED
@@ -52,10 +52,10 @@ def test_server_given_as_argument(server: str) -> None:
     assert not (ROOT / "not-this-one.db").exists()
 
 
-@pytest.mark.parametrize("server", ["postgres", "mysql"])
-def test_server_given_in_database_url(server: str) -> None:
-    _require_server(server)
-    url = server_url(server)
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_server_given_in_database_url(target: str) -> None:
+    _require_server(TARGETS[target][0])
+    url = server_url(target)
     done = run_quickstart([], {**os.environ, "DATABASE_URL": url})
     assert done.returncode == 0, done.stderr
     assert done.stdout == EXPECTED

@@ -29,6 +29,7 @@ from examples.twitter.models import MODELS, Message, Relationship, User
 
 from ..conftest import _require_server, server_settings
 from ..servers import ROOT
+from .conftest import TARGETS
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22"}
 START_TIMEOUT = 30.0
@@ -132,17 +133,17 @@ def post(client: httpx.Client, path: str, data: dict[str, str] | None = None, st
 # -- the app under test -------------------------------------------------------
 
 
-def database_url(server: str, tmp_path: Path) -> str:
-    if server == "sqlite":
+def database_url(target: str, tmp_path: Path) -> str:
+    if target == "sqlite":
         return f"sqlite:///{tmp_path / 'tweepee.db'}"
+    server, scheme = TARGETS[target]
     _require_server(server)
     settings = server_settings(server)
     credentials = quote(settings["user"], safe="")
     if settings["password"]:
         credentials += ":" + quote(settings["password"], safe="")
-    scheme = "postgresql+pool" if server == "postgres" else "mysql+pool"
     where = f"{settings['host']}:{settings['port']}/{settings['database']}"
-    return f"{scheme}://{credentials}@{where}?max_connections=4"
+    return f"{scheme}+pool://{credentials}@{where}?max_connections=4"
 
 
 def drop_tables(url: str) -> None:
@@ -172,7 +173,7 @@ class RunningApp:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+@pytest.fixture(params=["sqlite", *TARGETS])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningApp]:
     url = database_url(request.param, tmp_path)
     drop_tables(url)  # a fresh start: the app creates its tables

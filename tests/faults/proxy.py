@@ -31,8 +31,8 @@ import peewee_async
 from ..conftest import BACKENDS, _require_server, _sync_reset, _tables_made, make_database, server_settings
 from ..models import ALL_MODELS
 
-#: The backends the network faults run on: one pooled class per server.
-PROXIED_BACKENDS = ["postgres-pool", "mysql-pool"]
+#: The backends the network faults run on: one pooled class per driver.
+PROXIED_BACKENDS = ["postgres-pool", "asyncpg-pool", "psycopg-pool", "mysql-pool", "asyncmy-pool"]
 
 
 class Proxy:

@@ -43,9 +43,17 @@ class Session:
 
 def session_of(backend: str, conn: Any) -> Session:
     """The server session and socket of one connection of the async pool, read without a query."""
-    if is_postgres(backend):
-        return Session(conn.raw.raw.get_backend_pid(), conn.raw.raw.fileno())
-    return Session(conn.raw.thread_id(), conn.raw._writer.transport.get_extra_info("socket").fileno())
+    driver = BACKENDS[backend][1].driver
+    raw = conn.raw
+    if driver.name == "aiopg":
+        return Session(raw.raw.get_backend_pid(), raw.raw.fileno())
+    if driver.name == "psycopg":
+        return Session(raw.info.backend_pid, raw.pgconn.socket)
+    if driver.name == "asyncpg":
+        return Session(raw.get_server_pid(), raw._transport.get_extra_info("socket").fileno())
+    # aiomysql keeps a StreamWriter, asyncmy its transport.
+    transport = raw._writer.transport if hasattr(raw, "_writer") else raw._transport
+    return Session(raw.thread_id(), transport.get_extra_info("socket").fileno())
 
 
 async def idle_sessions(db: peewee_async.AsyncDatabase, backend: str) -> list[Session]:

@@ -29,7 +29,9 @@ from .server_checks import (
     wait_running,
 )
 
-KILL_BACKENDS = ["postgres", "postgres-pool", "mysql", "mysql-pool"]
+KILL_BACKENDS = [
+    "postgres", "postgres-pool", "psycopg", "psycopg-pool", "mysql", "mysql-pool", "asyncmy", "asyncmy-pool",
+]  # fmt: skip
 on_servers = pytest.mark.parametrize("backend", KILL_BACKENDS, indirect=True)
 
 

@@ -92,7 +92,9 @@ async def test_query_timeout_stops_a_slow_fetch(db, objects, backend):
 
 # -- the stream's own session killed on the server ---------------------------
 
-KILL_BACKENDS = ["postgres", "postgres-pool", "mysql", "mysql-pool"]
+KILL_BACKENDS = [
+    "postgres", "postgres-pool", "psycopg", "psycopg-pool", "mysql", "mysql-pool", "asyncmy", "asyncmy-pool",
+]  # fmt: skip
 
 
 def long_query(backend: str) -> peewee.RawQuery:

@@ -16,7 +16,9 @@ from ..conftest import make_database
 from ..models import TestModel
 from .server_checks import assert_recovered, running_sessions, session_id_sql, sleep_sql
 
-TIMEOUT_BACKENDS = ["postgres", "postgres-pool", "mysql", "mysql-pool"]
+TIMEOUT_BACKENDS = [
+    "postgres", "postgres-pool", "psycopg", "psycopg-pool", "mysql", "mysql-pool", "asyncmy", "asyncmy-pool",
+]  # fmt: skip
 on_servers = pytest.mark.parametrize("backend", TIMEOUT_BACKENDS, indirect=True)
 
 # Runs for minutes unless interrupted.
