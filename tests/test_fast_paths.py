@@ -720,7 +720,8 @@ async def test_the_statement_cache_prunes_the_least_recently_used(db, objects, m
     assert (await objects.get(Every, char=row.char)).id == row.id
 
 
-@pytest.mark.parametrize("backend", ["postgres", "postgres-pool", "psycopg", "psycopg-pool"], indirect=True)  # kept cursors
+# The drivers that keep a cursor per connection (aiopg, psycopg).
+@pytest.mark.parametrize("backend", ["postgres", "postgres-pool", "psycopg", "psycopg-pool"], indirect=True)
 async def test_postgres_connection_keeps_a_cursor_only_for_small_results(backend, db, objects, models):
     await objects.execute(Kind.insert_many([{"name": f"k{n}"} for n in range(150)]))
     await objects.get(Kind, name="k1")

@@ -91,6 +91,9 @@ def _unwrappers() -> dict[type, Callable[[Any], Any]]:
 
 _UNWRAP = _unwrappers()
 
+# How asyncpg's own refusal of a parameter value begins (a DataError, as the server's are).
+_UNENCODABLE = "invalid input for query argument"
+
 # What a placeholder translation skips: quoted strings (standard and E''), quoted
 # identifiers, dollar-quoted strings, comments; and what it rewrites: %s and %%.
 _SQL_TOKENS = re.compile(
@@ -250,16 +253,20 @@ class AsyncpgDriver(PostgresqlDriver):
             # asyncpg's own path of fetch()/execute(): its statement cache, and the
             # command tag that gives the row count of an UPDATE or DELETE.
             records, status, _ = await raw._execute(sql, args, 0, None, return_status=True)
-        except asyncpg_exceptions._base.DataError:
-            # A value asyncpg could not encode for its parameter. The statement
-            # was prepared but never completed: outside a transaction the server
-            # keeps the locks its preparation took until the connection's next
-            # statement, so the connection is not given back to the pool.
-            if not raw.is_in_transaction():
-                raw.terminate()
-            raise
         except Exception as exc:
-            conn.kept = isinstance(exc, asyncpg_exceptions.PostgresError)
+            refused_by_server = isinstance(exc, asyncpg_exceptions.PostgresError) and not str(exc).startswith(
+                _UNENCODABLE
+            )
+            if refused_by_server:
+                # Inside a transaction, the transaction failed.
+                conn.kept = True
+            elif not raw.is_in_transaction():
+                # Refused by asyncpg itself (a value it cannot encode for its
+                # parameter), after the statement was prepared but before it
+                # completed: outside a transaction the server keeps the locks
+                # of the preparation until the connection's next statement, so
+                # the connection is not given back to the pool.
+                raw.terminate()
             raise
         conn.kept = False
         if records:
