@@ -1,8 +1,8 @@
 """peewee-async: asyncio for the peewee ORM.
 
 peewee builds the SQL and the model instances; this package runs the queries on
-asyncio drivers (aiopg, aiomysql, aiosqlite), with task-local transactions, while the same
-database objects keep serving sync peewee code.
+asyncio drivers (asyncpg, psycopg 3, aiopg, asyncmy, aiomysql, aiosqlite), with
+task-local transactions, while the same database objects keep serving sync peewee code.
 """
 
 from . import db_url, testing

@@ -2,8 +2,8 @@
 
 ``base`` is what every async database shares; ``pool`` the connections of one
 database; ``driver`` the contract a driver module implements; ``postgres``,
-``mysql`` and ``sqlite`` the families; ``aiopg``, ``aiomysql`` and
-``aiosqlite`` the driver modules; ``registry`` the table of public classes,
+``mysql`` and ``sqlite`` the families; ``asyncpg``, ``psycopg``, ``aiopg``,
+``asyncmy``, ``aiomysql`` and ``aiosqlite`` the driver modules; ``registry`` the table of public classes,
 which ``peewee_async`` exports.
 """
 

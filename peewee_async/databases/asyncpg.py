@@ -235,15 +235,20 @@ class AsyncpgDriver(PostgresqlDriver):
 
     async def execute(self, conn: ConnectionHolder, sql: str, params: Sequence[Any]) -> FetchedCursor:
         raw = conn.raw
-        args = [unwrap(p) if (unwrap := _UNWRAP.get(type(p))) is not None else p for p in params]
-        if any(type(arg) is str and "\x00" in arg for arg in args):
-            # Refused here, before anything is sent, as psycopg2 refuses it: the
-            # server would refuse it too, failing the transaction.
-            raise peewee.DataError(
-                "A string parameter contains a NUL character. PostgreSQL text cannot contain NUL "
-                "(0x00) characters: store binary data in a BlobField (bytea), or remove the NUL "
-                "characters from the text."
-            )
+        args = []
+        for value in params:
+            unwrap = _UNWRAP.get(type(value))
+            if unwrap is not None:
+                value = unwrap(value)
+            elif type(value) is str and "\x00" in value:
+                # Refused here, before anything is sent, as psycopg2 refuses it:
+                # the server would refuse it too, failing the transaction.
+                raise peewee.DataError(
+                    "A string parameter contains a NUL character. PostgreSQL text cannot contain "
+                    "NUL (0x00) characters: store binary data in a BlobField (bytea), or remove "
+                    "the NUL characters from the text."
+                )
+            args.append(value)
         if not args and ";" in sql.rstrip().rstrip(";"):
             # Several statements and no parameters: the simple protocol runs them all (no rows).
             status = await raw.execute(sql)
@@ -254,9 +259,9 @@ class AsyncpgDriver(PostgresqlDriver):
             # command tag that gives the row count of an UPDATE or DELETE.
             records, status, _ = await raw._execute(sql, args, 0, None, return_status=True)
         except Exception as exc:
-            refused_by_server = isinstance(exc, asyncpg_exceptions.PostgresError) and not str(exc).startswith(
-                _UNENCODABLE
-            )
+            refused_by_server = isinstance(exc, asyncpg_exceptions.PostgresError)
+            if refused_by_server and str(exc).startswith(_UNENCODABLE):
+                refused_by_server = False  # asyncpg's own DataError, made before anything was bound
             if refused_by_server:
                 # Inside a transaction, the transaction failed.
                 conn.kept = True

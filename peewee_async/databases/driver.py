@@ -1,12 +1,12 @@
 """The driver contract: what a driver module implements, and nothing more.
 
-A *driver module* (``aiopg.py``, ``aiomysql.py``, ``aiosqlite.py``) adapts one
-asyncio driver to this contract; a *family module* (``postgres.py``,
-``mysql.py``, ``sqlite.py``) holds what every driver of one database server
-shares (server-side cursors, the statement that stops a running query, how
-transactions begin). Everything else, pooling, timeouts, cancellation,
-transactions and peewee's exceptions, is written once, on top of the contract,
-in :mod:`.pool` and :mod:`.base`.
+A *driver module* (``asyncpg.py``, ``psycopg.py``, ``aiopg.py``, ``asyncmy.py``,
+``aiomysql.py``, ``aiosqlite.py``) adapts one asyncio driver to this contract; a
+*family module* (``postgres.py``, ``mysql.py``, ``sqlite.py``) holds what every
+driver of one database server shares (server-side cursors, the statement that
+stops a running query, how transactions begin). Everything else, pooling,
+timeouts, cancellation, transactions and peewee's exceptions, is written once,
+on top of the contract, in :mod:`.pool` and :mod:`.base`.
 
 The contract is small on purpose: open and close one connection, run one
 statement and read its whole result, stream the rows of a select, tell the
@@ -159,7 +159,7 @@ class Driver(ABC):
         Called, when :attr:`translates_sql` is set, once per compile (the
         statement cache keeps the result) and on the SQL given to
         ``execute_sql_async()``; and by family code on SQL of its own that
-        takes parameters. The drivers of today take peewee's style as it is.
+        takes parameters. Of today's drivers only asyncpg's translates.
         """
         return sql
 
