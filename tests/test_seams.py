@@ -51,12 +51,22 @@ def test_the_url_schemes_come_from_the_table() -> None:
         "postgresql": peewee_async.PostgresqlDatabase,
         "postgres+pool": peewee_async.PooledPostgresqlDatabase,
         "postgresql+pool": peewee_async.PooledPostgresqlDatabase,
+        "postgres+asyncpg": peewee_async.AsyncpgDatabase,
+        "postgresql+asyncpg": peewee_async.AsyncpgDatabase,
+        "postgres+asyncpg+pool": peewee_async.PooledAsyncpgDatabase,
+        "postgresql+asyncpg+pool": peewee_async.PooledAsyncpgDatabase,
+        "postgres+psycopg": peewee_async.PsycopgDatabase,
+        "postgresql+psycopg": peewee_async.PsycopgDatabase,
+        "postgres+psycopg+pool": peewee_async.PooledPsycopgDatabase,
+        "postgresql+psycopg+pool": peewee_async.PooledPsycopgDatabase,
         "mysql": peewee_async.MySQLDatabase,
         "mysql+pool": peewee_async.PooledMySQLDatabase,
         "mysql+asyncmy": peewee_async.AsyncmyDatabase,
         "mysql+asyncmy+pool": peewee_async.PooledAsyncmyDatabase,
     }
     assert registry.schemes()["postgresqlext+pool"] is peewee_asyncext.PooledPostgresqlExtDatabase
+    assert registry.schemes()["postgresext+asyncpg+pool"] is peewee_asyncext.PooledAsyncpgExtDatabase
+    assert registry.schemes()["postgresqlext+psycopg"] is peewee_asyncext.PsycopgExtDatabase
     with pytest.raises(ValueError, match="already name another database class"):
         registry.registered("mysql")(peewee_async.MySQLDatabase)
 
