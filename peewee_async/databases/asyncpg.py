@@ -169,6 +169,11 @@ class AsyncpgDriver(PostgresqlDriver):
             for name in ("json", "jsonb"):
                 await raw.set_type_codec(name, encoder=str, decoder=json.loads, schema="pg_catalog")
             await raw.set_type_codec("uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog")
+            if not _PEEWEE_TAKES_PSYCOPG3:
+                # peewee 3.17's sync side reads bytea with psycopg2: a memoryview of chars.
+                await raw.set_type_codec(
+                    "bytea", encoder=bytes, decoder=_psycopg2_bytea, schema="pg_catalog", format="binary"
+                )
             if getattr(database, "register_hstore", False):
                 try:
                     await raw.set_builtin_type_codec("hstore", codec_name="pg_contrib.hstore")
@@ -280,6 +285,11 @@ class AsyncpgDriver(PostgresqlDriver):
         if status[:6] in (b"SELECT", b"FETCH "):
             return FetchedCursor([], [], _count(status), None)
         return FetchedCursor([], None, _count(status), None)
+
+
+def _psycopg2_bytea(data: bytes) -> memoryview:
+    """bytea as psycopg2 gives it: a memoryview of format "c" (it equals only one of the same format)."""
+    return memoryview(data).cast("c")
 
 
 def _count(status: bytes) -> int:
