@@ -287,7 +287,7 @@ class AsyncpgDriver(PostgresqlDriver):
         return FetchedCursor([], None, _count(status), None)
 
 
-def _psycopg2_bytea(data: bytes) -> memoryview:
+def _psycopg2_bytea(data: bytes) -> Any:
     """bytea as psycopg2 gives it: a memoryview of format "c" (it equals only one of the same format)."""
     return memoryview(data).cast("c")
 
