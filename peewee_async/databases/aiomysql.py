@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cursor import FetchedCursor
 from .driver import (
+    KEPT_RESULT_ROWS,
     ConnectionHolder,
     ErrorMap,
     RawStream,
@@ -25,9 +26,6 @@ pymysql = optional_import("pymysql")
 
 # peewee passes PyMySQL-style connect arguments; aiomysql names two of them otherwise.
 _RENAMED_PARAMS = {"passwd": "password", "database": "db"}
-
-# The most rows a connection's kept cursor may hold on to (see AiomysqlDriver.execute).
-_KEPT_RESULT_ROWS = 100
 
 
 class AiomysqlDriver(MySQLDriver):
@@ -108,7 +106,7 @@ class AiomysqlDriver(MySQLDriver):
             # close the connection instead, so the cancellation takes effect now.
             raw.close()
             raise
-        if len(rows) <= _KEPT_RESULT_ROWS:
+        if len(rows) <= KEPT_RESULT_ROWS:
             conn.kept = cursor
         else:
             await cursor.close()

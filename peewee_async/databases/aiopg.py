@@ -6,17 +6,16 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import peewee
-
 from ..cursor import FetchedCursor
 from .driver import (
+    KEPT_RESULT_ROWS,
     ConnectionHolder,
     ErrorMap,
     TransactionStatus,
     dbapi_errors,
     optional_import,
 )
-from .postgres import PostgresqlDriver, connect_arguments, server_said_goodbye
+from .postgres import PostgresqlDriver, connect_arguments, nul_in_text_error, server_said_goodbye
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -24,9 +23,6 @@ if TYPE_CHECKING:
 aiopg = optional_import("aiopg")
 psycopg2 = optional_import("psycopg2")
 extensions = optional_import("psycopg2.extensions")
-
-# The most rows a connection's kept cursor may hold on to (see AiopgDriver.execute).
-_KEPT_RESULT_ROWS = 100
 
 
 class AiopgDriver(PostgresqlDriver):
@@ -112,17 +108,14 @@ class AiopgDriver(PostgresqlDriver):
                     raise
                 # psycopg2 refuses a NUL character while quoting, before sending
                 # anything: the connection and its transaction are unharmed.
-                raise peewee.DataError(
-                    f"{exc} PostgreSQL text cannot contain NUL (0x00) characters: store binary "
-                    "data in a BlobField (bytea), or remove the NUL characters from the text."
-                ) from exc
+                raise nul_in_text_error(str(exc)) from exc
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
             result = FetchedCursor(rows, description, cursor.rowcount, cursor.lastrowid)
         except BaseException:
             cursor.close()
             raise
-        if len(rows) <= _KEPT_RESULT_ROWS:
+        if len(rows) <= KEPT_RESULT_ROWS:
             conn.kept = cursor
         else:
             cursor.close()

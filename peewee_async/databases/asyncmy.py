@@ -26,6 +26,7 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .driver import (
+    KEPT_RESULT_ROWS,
     ConnectionHolder,
     ErrorMap,
     RawStream,
@@ -65,8 +66,6 @@ def _asyncmy_version() -> tuple[int, ...]:
 
 _SUPPORTED = asyncmy is not None and _asyncmy_version() >= _OLDEST
 
-# The most rows a connection's kept cursor may hold on to (see AsyncmyDriver.execute).
-_KEPT_RESULT_ROWS = 100
 
 # Unread bytes above which a connection stops reading from its socket (see
 # _FlowControlledProtocol): what asyncio's StreamReader, under aiomysql, holds at most.
@@ -264,7 +263,7 @@ class AsyncmyDriver(MySQLDriver):
             # other await, so that the statement's answer is never waited for.
             raw.close()
             raise
-        if len(rows) <= _KEPT_RESULT_ROWS:
+        if len(rows) <= KEPT_RESULT_ROWS:
             conn.kept = cursor
         else:
             await cursor.close()

@@ -28,7 +28,14 @@ import peewee
 
 from ..cursor import FetchedCursor
 from .driver import ConnectionHolder, ErrorMap, TransactionStatus, optional_import
-from .postgres import PostgresqlDriver, connect_arguments, server_said_goodbye
+from .postgres import (
+    PEEWEE_TAKES_PSYCOPG3,
+    PostgresqlDriver,
+    connect_arguments,
+    nul_in_text_error,
+    prefer_psycopg3,
+    server_said_goodbye,
+)
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -39,10 +46,6 @@ psycopg = optional_import("psycopg")
 psycopg_json = optional_import("psycopg.types.json")
 psycopg2_extras = optional_import("psycopg2.extras")
 psycopg2_extensions = optional_import("psycopg2.extensions")
-
-# peewee 4 takes this option and then compiles for a driver that binds values
-# on the server, as asyncpg does (psycopg 3); its sync side then runs on psycopg 3.
-_PEEWEE_TAKES_PSYCOPG3 = hasattr(peewee, "Psycopg3Adapter")
 
 
 def _errors() -> dict[type[BaseException], type[peewee.PeeweeException]]:
@@ -147,8 +150,8 @@ class AsyncpgDriver(PostgresqlDriver):
         return asyncpg is not None
 
     def init_options(self, options: dict[str, Any]) -> None:
-        if _PEEWEE_TAKES_PSYCOPG3 and psycopg is not None:
-            options.setdefault("prefer_psycopg3", True)
+        # peewee then compiles for a driver that binds values on the server, as asyncpg does.
+        prefer_psycopg3(options, installed=psycopg is not None)
 
     def driver_sql(self, sql: str) -> str:
         return translate_placeholders(sql)
@@ -169,7 +172,7 @@ class AsyncpgDriver(PostgresqlDriver):
             for name in ("json", "jsonb"):
                 await raw.set_type_codec(name, encoder=str, decoder=json.loads, schema="pg_catalog")
             await raw.set_type_codec("uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog")
-            if not _PEEWEE_TAKES_PSYCOPG3:
+            if not PEEWEE_TAKES_PSYCOPG3:
                 # peewee 3.17's sync side reads bytea with psycopg2: a memoryview of chars.
                 await raw.set_type_codec(
                     "bytea", encoder=bytes, decoder=_psycopg2_bytea, schema="pg_catalog", format="binary"
@@ -248,11 +251,7 @@ class AsyncpgDriver(PostgresqlDriver):
             elif type(value) is str and "\x00" in value:
                 # Refused here, before anything is sent, as psycopg2 refuses it:
                 # the server would refuse it too, failing the transaction.
-                raise peewee.DataError(
-                    "A string parameter contains a NUL character. PostgreSQL text cannot contain "
-                    "NUL (0x00) characters: store binary data in a BlobField (bytea), or remove "
-                    "the NUL characters from the text."
-                )
+                raise nul_in_text_error("A string parameter contains a NUL character.")
             args.append(value)
         if not args and ";" in sql.rstrip().rstrip(";"):
             # Several statements and no parameters: the simple protocol runs them all (no rows).

@@ -36,6 +36,12 @@ if TYPE_CHECKING:
     from .base import AsyncDatabase
 
 
+#: The most rows a connection's kept cursor may hold on to. Drivers whose cursors
+#: cost a noticeable part of a short statement to make keep one per connection
+#: between statements, but not one holding a large result until the next statement.
+KEPT_RESULT_ROWS = 100
+
+
 class TransactionStatus(enum.Enum):
     """What the server says of a connection's transaction, read without a round trip."""
 

@@ -14,6 +14,8 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+import peewee
+
 from .base import AsyncDatabase
 from .driver import ConnectionHolder, Driver, RawStream, TransactionStatus, socket_readable
 
@@ -121,3 +123,22 @@ def server_said_goodbye(fd: int) -> bool:
         except OSError:
             return True
     return first in (b"", b"E")
+
+
+#: peewee 4 takes ``prefer_psycopg3``: its sync side then connects with psycopg 3,
+#: and it compiles for a driver that binds values on the server.
+PEEWEE_TAKES_PSYCOPG3 = hasattr(peewee, "Psycopg3Adapter")
+
+
+def prefer_psycopg3(options: dict[str, Any], installed: bool) -> None:
+    """Have peewee's sync side run on psycopg 3 (peewee 4, psycopg 3 ``installed``) unless told otherwise."""
+    if PEEWEE_TAKES_PSYCOPG3 and installed:
+        options.setdefault("prefer_psycopg3", True)
+
+
+def nul_in_text_error(message: str) -> peewee.DataError:
+    """The error for a NUL character in a text parameter, which PostgreSQL refuses; ``message`` first."""
+    return peewee.DataError(
+        f"{message} PostgreSQL text cannot contain NUL (0x00) characters: store binary data in a "
+        "BlobField (bytea), or remove the NUL characters from the text."
+    )

@@ -18,8 +18,22 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from ..cursor import FetchedCursor
-from .driver import ConnectionHolder, ErrorMap, TransactionStatus, dbapi_errors, optional_import
-from .postgres import PostgresqlDriver, connect_arguments, server_said_goodbye
+from .driver import (
+    KEPT_RESULT_ROWS,
+    ConnectionHolder,
+    ErrorMap,
+    TransactionStatus,
+    dbapi_errors,
+    optional_import,
+)
+from .postgres import (
+    PEEWEE_TAKES_PSYCOPG3,
+    PostgresqlDriver,
+    connect_arguments,
+    nul_in_text_error,
+    prefer_psycopg3,
+    server_said_goodbye,
+)
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -34,11 +48,6 @@ psycopg_hstore = optional_import("psycopg.types.hstore")
 psycopg2_extras = optional_import("psycopg2.extras")
 psycopg2_extensions = optional_import("psycopg2.extensions")
 
-# The most rows a connection's kept cursor may hold on to (see PsycopgDriver.execute).
-_KEPT_RESULT_ROWS = 100
-
-# peewee 4 takes this option and then compiles for psycopg 3 and connects with it.
-_PEEWEE_TAKES_PSYCOPG3 = hasattr(peewee, "Psycopg3Adapter")
 
 if psycopg is not None:
     _STATUS = {
@@ -130,8 +139,7 @@ class PsycopgDriver(PostgresqlDriver):
 
     def init_options(self, options: dict[str, Any]) -> None:
         # The sync side adapts values for the driver the async side runs on.
-        if _PEEWEE_TAKES_PSYCOPG3 and psycopg is not None:
-            options.setdefault("prefer_psycopg3", True)
+        prefer_psycopg3(options, installed=psycopg is not None)
 
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         dsn, params = connect_arguments(database, timeout)
@@ -147,7 +155,7 @@ class PsycopgDriver(PostgresqlDriver):
         if plain:
             return raw
         try:
-            if not _PEEWEE_TAKES_PSYCOPG3 and psycopg2_extras is not None:
+            if not PEEWEE_TAKES_PSYCOPG3 and psycopg2_extras is not None:
                 # peewee 3.17 adapts values for psycopg2, and its sync side reads them back with it.
                 raw.adapters.register_dumper(psycopg2_extras.Json, _Psycopg2JsonDumper)
                 raw.adapters.register_dumper(psycopg2_extensions.Binary, _Psycopg2BinaryDumper)
@@ -211,17 +219,14 @@ class PsycopgDriver(PostgresqlDriver):
             except psycopg.DataError as exc:
                 if "NUL" not in str(exc):
                     raise
-                raise peewee.DataError(
-                    f"{exc} PostgreSQL text cannot contain NUL (0x00) characters: store binary "
-                    "data in a BlobField (bytea), or remove the NUL characters from the text."
-                ) from exc
+                raise nul_in_text_error(str(exc)) from exc
             description = cursor.description
             rows = await cursor.fetchall() if description is not None else []
             result = FetchedCursor(rows, description, cursor.rowcount, None)
         except BaseException:
             await cursor.close()
             raise
-        if len(rows) <= _KEPT_RESULT_ROWS:
+        if len(rows) <= KEPT_RESULT_ROWS:
             conn.kept = cursor
         else:
             await cursor.close()
