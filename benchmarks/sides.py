@@ -19,6 +19,7 @@ returns how many it did; :mod:`benchmarks.harness` times it.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
@@ -311,25 +312,11 @@ class RawSide:
                 user=s["user"],
                 password=s["password"],
             )
-        elif backend == "mysql":
-            import aiomysql
-
+        elif backend in ("mysql", "asyncmy"):
+            # asyncmy takes aiomysql's pool arguments.
+            driver = importlib.import_module("aiomysql" if backend == "mysql" else "asyncmy")
             s = server_settings("mysql")
-            pool = await aiomysql.create_pool(
-                minsize=1,
-                maxsize=POOL_SIZE,
-                db=s["database"],
-                host=s["host"],
-                port=s["port"],
-                user=s["user"],
-                password=s["password"],
-                autocommit=True,
-            )
-        elif backend == "asyncmy":
-            import asyncmy
-
-            s = server_settings("mysql")
-            pool = await asyncmy.create_pool(
+            pool = await driver.create_pool(
                 minsize=1,
                 maxsize=POOL_SIZE,
                 db=s["database"],
