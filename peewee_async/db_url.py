@@ -20,7 +20,10 @@ scheme                                      class
 ==========================================  =======================================
 
 Query string arguments become constructor arguments, converted as peewee
-converts them (``?max_connections=10&register_hstore=false``).
+converts them (``?max_connections=10&register_hstore=false``), TLS settings
+included (``?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem``;
+``?ssl_ca=/etc/ssl/db-ca.pem`` for MySQL). A URL that an error message names
+has its password replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from urllib.parse import urlparse
 from playhouse.db_url import parseresult_to_dict
 
 from .databases import AsyncDatabase, registry
+from .redact import redact_url
 
 __all__ = ["connect", "parse", "schemes"]
 
@@ -64,12 +68,13 @@ def connect(url: str, unquote_password: bool = False, **connect_params: Any) -> 
     if database_class is None:
         known = ", ".join(sorted(known_schemes))
         raise ValueError(
-            f"Unsupported database URL scheme {parsed.scheme!r} in {url!r}; use one of: {known}."
+            f"Unsupported database URL scheme {parsed.scheme!r} in {redact_url(url)!r}; use one of: {known}."
         )
     params = parse(url, unquote_password)
     params.update(connect_params)
     if not params.get("database"):
         raise ValueError(
-            f"{url!r} names no database. Put it in the path, e.g. '{parsed.scheme}://user@host:port/name'."
+            f"{redact_url(url)!r} names no database. Put it in the path, "
+            f"e.g. '{parsed.scheme}://user@host:port/name'."
         )
     return database_class(**params)

@@ -11,8 +11,7 @@ from typing import Any, ClassVar
 
 from playhouse.postgres_ext import PostgresqlExtDatabase as _PeeweePostgresqlExtDatabase
 
-from peewee_async.databases.driver import Driver
-from peewee_async.databases.postgres import PostgresqlFamily
+from peewee_async.databases.postgres import PostgresqlDriver, PostgresqlFamily
 from peewee_async.databases.registry import AIOPG, ASYNCPG, PSYCOPG, registered
 
 __all__ = [
@@ -36,7 +35,7 @@ class PostgresqlExtDatabase(PostgresqlFamily, _PeeweePostgresqlExtDatabase):  # 
         database = PostgresqlExtDatabase('test', register_hstore=False)
     """
 
-    driver: ClassVar[Driver] = AIOPG
+    driver: ClassVar[PostgresqlDriver] = AIOPG
 
     def __init__(self, *args: Any, register_hstore: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, register_hstore=register_hstore, **kwargs)

@@ -16,13 +16,28 @@ from .driver import (
     optional_import,
     socket_readable,
 )
-from .mysql import MySQLDriver, UnbufferedResult, connect_arguments, quote_sql_mode
+from .mysql import (
+    MySQLDriver,
+    RefusePlaintext,
+    UnbufferedResult,
+    connect_arguments,
+    quote_sql_mode,
+    refuses_plaintext,
+)
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
 
 aiomysql = optional_import("aiomysql")
 pymysql = optional_import("pymysql")
+
+if aiomysql is not None:
+
+    class _Connection(RefusePlaintext, aiomysql.Connection):  # type: ignore[misc,name-defined]
+        """aiomysql's connection, refusing plaintext when TLS was required (see RefusePlaintext)."""
+
+        operational_error = pymysql.err.OperationalError
+
 
 # peewee passes PyMySQL-style connect arguments; aiomysql names two of them otherwise.
 _RENAMED_PARAMS = {"passwd": "password", "database": "db"}
@@ -41,7 +56,11 @@ class AiomysqlDriver(MySQLDriver):
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         params = {_RENAMED_PARAMS.get(k, k): v for k, v in connect_arguments(database, timeout).items()}
         quote_sql_mode(params)
-        return await aiomysql.connect(**params)
+        # What aiomysql.connect() does, with our connection class.
+        raw = _Connection(**params)
+        raw.tls_required = refuses_plaintext(database)
+        await raw._connect()
+        return raw
 
     def close(self, conn: ConnectionHolder) -> None:
         conn.raw.close()

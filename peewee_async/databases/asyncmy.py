@@ -35,7 +35,14 @@ from .driver import (
     optional_import,
     socket_readable,
 )
-from .mysql import MySQLDriver, UnbufferedResult, connect_arguments, quote_sql_mode
+from .mysql import (
+    MySQLDriver,
+    RefusePlaintext,
+    UnbufferedResult,
+    connect_arguments,
+    quote_sql_mode,
+    refuses_plaintext,
+)
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -145,6 +152,14 @@ def _resume_reading(raw: Any) -> None:
         transport.resume_reading()
 
 
+if asyncmy is not None:
+
+    class _Connection(RefusePlaintext, asyncmy_connection.Connection):  # type: ignore[misc,name-defined]
+        """asyncmy's connection, refusing plaintext when TLS was required (see RefusePlaintext)."""
+
+        operational_error = asyncmy_errors.OperationalError
+
+
 class AsyncmyDriver(MySQLDriver):
     """asyncmy connections in autocommit mode."""
 
@@ -175,7 +190,10 @@ class AsyncmyDriver(MySQLDriver):
         if "connect_timeout" in params:
             params["connect_timeout"] = min(params["connect_timeout"], _MAX_CONNECT_TIMEOUT)
         params.setdefault("conv", _conversions())
-        raw = await asyncmy.connect(**params)
+        # What asyncmy.connect() does, with our connection class.
+        raw = _Connection(**params)
+        raw.tls_required = refuses_plaintext(database)
+        await raw.connect()
         if type(raw._proto) is asyncmy_connection._MySQLProtocol:
             raw._proto.__class__ = _FlowControlledProtocol
         return raw

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
@@ -29,6 +30,7 @@ import peewee
 from ..cursor import FetchedCursor
 from .driver import ConnectionHolder, ErrorMap, TransactionStatus, optional_import
 from .postgres import (
+    LIBPQ_TLS_SETTINGS,
     PEEWEE_TAKES_PSYCOPG3,
     PostgresqlDriver,
     connect_arguments,
@@ -145,6 +147,7 @@ class AsyncpgDriver(PostgresqlDriver):
     extra = "asyncpg"
     errors = ErrorMap(_errors())
     translates_sql = True
+    takes_ssl_context = True
 
     def installed(self) -> bool:
         return asyncpg is not None
@@ -164,7 +167,7 @@ class AsyncpgDriver(PostgresqlDriver):
         params.pop("connect_timeout", None)
         if explicit is not None:
             params["timeout"] = float(explicit)
-        raw = await asyncpg.connect(dsn, **params)
+        raw = await asyncpg.connect(_with_tls_settings(dsn, params), **params)
         if plain:
             return raw
         try:
@@ -284,6 +287,23 @@ class AsyncpgDriver(PostgresqlDriver):
         if status[:6] in (b"SELECT", b"FETCH "):
             return FetchedCursor([], [], _count(status), None)
         return FetchedCursor([], None, _count(status), None)
+
+
+def _with_tls_settings(dsn: str | None, params: dict[str, Any]) -> str | None:
+    """``dsn`` with libpq's TLS settings moved into it from ``params`` (in place).
+
+    asyncpg takes ``sslmode``, ``sslrootcert``, ``sslcert``... only in a DSN
+    (as keywords it takes ``ssl=`` alone), and there it reads them as libpq does:
+    ``verify-full`` checks the chain and the host name, ``verify-ca`` the chain,
+    ``require`` encrypts (verifying the chain too if ``sslrootcert`` is given).
+    """
+    settings = {name: str(params.pop(name)) for name in LIBPQ_TLS_SETTINGS if name in params}
+    if not settings:
+        return dsn
+    query = urllib.parse.urlencode(settings)
+    if dsn is None:
+        return f"postgresql://?{query}"
+    return f"{dsn}{'&' if '?' in dsn else '?'}{query}"
 
 
 def _psycopg2_bytea(data: bytes) -> Any:

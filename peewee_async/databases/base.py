@@ -29,6 +29,7 @@ from ..compiler import DEFAULT_STATEMENT_CACHE_SIZE, StatementCache, compile_que
 from ..cursor import FetchedCursor
 from ..errors import SyncQueryError, TransactionError, WrongLoopError
 from ..intent import Intent
+from ..redact import redact_url
 from ..transactions import TaskTransactions, Transaction
 from .driver import ConnectionHolder, Driver, driver_message
 from .pool import ConnectionSource, Pool
@@ -218,7 +219,26 @@ class AsyncDatabase:
         if "host" in params or "port" in params:
             port = params.get("port")
             where = f" on {params.get('host', 'localhost')}" + (f":{port}" if port else "")
-        return f"{type(self).__name__}({getattr(self, 'database', None)!r}{where})"
+        name = getattr(self, "database", None)
+        if isinstance(name, str):
+            name = redact_url(name)  # a libpq URL or connection string may hold the password
+        return f"{type(self).__name__}({name!r}{where})"
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+    def connect_error_message(self, exc: BaseException) -> str:
+        """The message of a connection that failed with ``exc``: the driver's reason and how to fix it."""
+        reason = driver_message(exc)
+        advice = self.connect_advice(reason)
+        if advice:
+            reason = f"{reason.rstrip('.')}. {advice}"
+        return f"Could not connect to {self.describe()}: {reason}"
+
+    def connect_advice(self, message: str) -> str:
+        """What to add to the ``message`` of a connection that failed: how to fix the settings that
+        caused it (the family's TLS settings), or ``""``."""
+        return ""
 
     # -- the sync guard --------------------------------------------------
 
@@ -374,7 +394,7 @@ class AsyncDatabase:
                 await pool.open()
         except peewee.OperationalError as exc:
             await pool.close(0)
-            raise type(exc)(f"Could not connect to {self.describe()}: {driver_message(exc)}") from exc
+            raise type(exc)(self.connect_error_message(exc)) from exc
         except TimeoutError:
             await pool.close(0)
             raise peewee.OperationalError(

@@ -218,8 +218,7 @@ class Pool:
                 raise self._connect_timeout_error() from None
             raise self._timeout_error() from None
         except peewee.OperationalError as exc:
-            message = f"Could not connect to {self.database.describe()}: {driver_message(exc)}"
-            raise type(exc)(message) from exc
+            raise type(exc)(self.database.connect_error_message(exc)) from exc
 
     def _timeout_error(self) -> PoolTimeout:
         return PoolTimeout(

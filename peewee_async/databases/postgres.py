@@ -1,8 +1,8 @@
 """The PostgreSQL family: what every PostgreSQL driver and database class shares.
 
 Server-side cursors for ``iterate()``, ``pg_cancel_backend`` for
-``query_timeout``, libpq's connect arguments and the ``register_hstore``
-option live here; a driver module (``aiopg.py``) adds only how its driver
+``query_timeout``, libpq's connect arguments (its TLS settings included) and
+the ``register_hstore`` option live here; a driver module (``aiopg.py``) adds only how its driver
 connects and runs one statement.
 """
 
@@ -10,20 +10,98 @@ from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import peewee
 
 from .base import AsyncDatabase
 from .driver import ConnectionHolder, Driver, RawStream, TransactionStatus, socket_readable
+from .tls import TlsAdvice
+
+#: libpq's TLS settings. Every PostgreSQL class takes them, async and sync side
+#: alike: libpq-based drivers read them themselves, asyncpg through its DSN.
+LIBPQ_TLS_SETTINGS = (
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl", "sslnegotiation",
+    "ssl_min_protocol_version", "ssl_max_protocol_version",
+)  # fmt: skip
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_REQUIRED_MODES = ("require", "verify-ca", "verify-full")
+_SHOWN_SETTINGS = ("sslmode", "sslrootcert", "sslcert")  # never sslpassword
+_ADVICE = TlsAdvice(ca_setting="sslrootcert", chain_only="sslmode='verify-ca'")
 
 
 class PostgresqlFamily(AsyncDatabase):
     """What the PostgreSQL classes of ``peewee_async`` and ``peewee_asyncext`` share, whatever the driver."""
 
     family = "postgresql"
+    driver: ClassVar[PostgresqlDriver]
+
+    def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+        super().init(database, *args, **kwargs)
+        self._check_tls_settings()
+
+    def _check_tls_settings(self) -> None:
+        params = self.connect_params
+        given = params.get("ssl")
+        if isinstance(given, str):
+            # asyncpg's own spelling of a mode (ssl="verify-full"): libpq's name for it.
+            if "sslmode" in params:
+                raise ValueError(
+                    f"ssl={given!r} and sslmode={params['sslmode']!r} both set the TLS mode: "
+                    "give sslmode alone."
+                )
+            params["sslmode"] = params.pop("ssl")
+        mode = params.get("sslmode")
+        if mode is not None and mode not in SSL_MODES:
+            raise ValueError(f"sslmode={mode!r} is not one of libpq's modes: {', '.join(SSL_MODES)}.")
+        if "ssl" not in params:
+            return
+        if not self.driver.takes_ssl_context:
+            raise ValueError(
+                f"{type(self).__name__} connects through libpq ({self.driver.name}), which makes the TLS "
+                "connection itself and takes no ssl= argument: give libpq's settings instead, e.g. "
+                "sslmode='verify-full', sslrootcert='/path/to/ca.pem' (and sslcert, sslkey for a client "
+                "certificate)."
+            )
+        if not isinstance(given, ssl.SSLContext | bool):
+            raise TypeError(f"ssl takes an ssl.SSLContext (or True, False), got {type(given).__name__}.")
+        clashing = sorted(name for name in LIBPQ_TLS_SETTINGS if name in params)
+        if clashing:
+            raise ValueError(
+                f"ssl= and {', '.join(clashing)} both configure TLS: give an SSLContext alone, "
+                "or libpq's settings alone."
+            )
+
+    def tls_required(self) -> bool:
+        """Whether the settings refuse a connection without TLS: ``sslmode`` require or stricter, ``ssl=``."""
+        params = self.connect_params
+        return (
+            params.get("sslmode") in _REQUIRED_MODES
+            or isinstance(params.get("ssl"), ssl.SSLContext)
+            or (params.get("ssl") is True)
+        )
+
+    def connect_advice(self, message: str) -> str:
+        if not self.tls_required():
+            return ""
+        params = self.connect_params
+        shown = [f"{name}={params[name]!r}" for name in _SHOWN_SETTINGS if name in params]
+        if "ssl" in params:
+            shown.append("ssl=<SSLContext>" if params["ssl"] is not True else "ssl=True")
+        return _ADVICE(message, ", ".join(shown))
+
+    def _connect(self) -> Any:
+        # The sync side runs on psycopg, which cannot use an SSLContext.
+        if "ssl" in self.connect_params:
+            raise peewee.ImproperlyConfigured(
+                f"{self.describe()} was given ssl=, which only its async side ({self.driver.name}) can use; "
+                "peewee's sync side connects through libpq. Give libpq's settings instead "
+                "(sslmode='verify-full', sslrootcert='/path/to/ca.pem'): both sides take those."
+            )
+        return super()._connect()
 
     @property
     def register_hstore(self) -> bool:
@@ -33,6 +111,9 @@ class PostgresqlFamily(AsyncDatabase):
 
 class PostgresqlDriver(Driver):
     """A PostgreSQL driver: server-side cursors for streams, ``pg_cancel_backend`` to stop a statement."""
+
+    #: Whether the driver takes ``ssl=`` an :class:`ssl.SSLContext` (asyncpg); libpq-based ones do not.
+    takes_ssl_context: ClassVar[bool] = False
 
     @abstractmethod
     def session_id(self, conn: ConnectionHolder) -> int:
