@@ -32,3 +32,21 @@ def server_settings(server: str) -> dict[str, Any]:
         if value is not None:
             settings[key] = int(value) if key == "port" else value
     return settings
+
+
+#: Where ``scripts/servers.py`` describes the servers it started (the TLS ones).
+SCRIPT_STATE = (
+    pathlib.Path(os.environ.get("PEEWEE_ASYNC_SERVERS", "/tmp/peewee-async-servers")) / "servers.json"
+)
+
+
+def script_servers() -> dict[str, Any] | None:
+    """What ``scripts/servers.py start`` wrote: each server's settings and the certificate files."""
+    if not SCRIPT_STATE.exists():
+        return None
+    state: dict[str, Any] = json.loads(SCRIPT_STATE.read_text())
+    return state
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

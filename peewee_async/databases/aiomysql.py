@@ -21,6 +21,7 @@ from .mysql import (
     RefusePlaintext,
     UnbufferedResult,
     connect_arguments,
+    new_connection,
     quote_sql_mode,
     refuses_plaintext,
 )
@@ -37,6 +38,10 @@ if aiomysql is not None:
         """aiomysql's connection, refusing plaintext when TLS was required (see RefusePlaintext)."""
 
         operational_error = pymysql.err.OperationalError
+
+        def _transport_now(self) -> Any:
+            writer = self._writer
+            return writer.transport if writer is not None else None
 
 
 # peewee passes PyMySQL-style connect arguments; aiomysql names two of them otherwise.
@@ -57,7 +62,7 @@ class AiomysqlDriver(MySQLDriver):
         params = {_RENAMED_PARAMS.get(k, k): v for k, v in connect_arguments(database, timeout).items()}
         quote_sql_mode(params)
         # What aiomysql.connect() does, with our connection class.
-        raw = _Connection(**params)
+        raw = new_connection(_Connection, params)
         raw.tls_required = refuses_plaintext(database)
         await raw._connect()
         return raw

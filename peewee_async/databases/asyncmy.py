@@ -40,6 +40,7 @@ from .mysql import (
     RefusePlaintext,
     UnbufferedResult,
     connect_arguments,
+    new_connection,
     quote_sql_mode,
     refuses_plaintext,
 )
@@ -159,6 +160,9 @@ if asyncmy is not None:
 
         operational_error = asyncmy_errors.OperationalError
 
+        def _transport_now(self) -> Any:
+            return self._transport
+
 
 class AsyncmyDriver(MySQLDriver):
     """asyncmy connections in autocommit mode."""
@@ -191,7 +195,7 @@ class AsyncmyDriver(MySQLDriver):
             params["connect_timeout"] = min(params["connect_timeout"], _MAX_CONNECT_TIMEOUT)
         params.setdefault("conv", _conversions())
         # What asyncmy.connect() does, with our connection class.
-        raw = _Connection(**params)
+        raw = new_connection(_Connection, params)
         raw.tls_required = refuses_plaintext(database)
         await raw.connect()
         if type(raw._proto) is asyncmy_connection._MySQLProtocol:

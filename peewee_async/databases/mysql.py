@@ -8,6 +8,8 @@ and the stream over an unbuffered cursor live here; a driver module (``aiomysql.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import ssl
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
@@ -243,10 +245,41 @@ class RefusePlaintext:
             if self.tls_required:
                 raise self.operational_error(2026, "SSL is required but the server doesn't support it")
             self._ssl_context = None
-        await super()._request_authentication()  # type: ignore[misc]
+        try:
+            await super()._request_authentication()  # type: ignore[misc]
+        except BaseException:
+            # The drivers close() a TLS transport that failed here, which waits
+            # for TLS's goodbye before closing the socket: abort it instead.
+            transport = self._transport_now()
+            if transport is not None:
+                transport.abort()
+            raise
+
+    def _transport_now(self) -> Any:
+        """The connection's asyncio transport, or ``None``."""
+        raise NotImplementedError
 
 
 _CLIENT_SSL = 2048  # the SSL capability flag of MySQL's handshake
+
+
+def new_connection(connection_class: type, params: dict[str, Any]) -> Any:
+    """``connection_class(**params)``, a keyword it does not take refused before anything is made.
+
+    The drivers' connect() functions check their keywords in their signature;
+    a connection object that its ``__init__`` refused still has its
+    ``__del__`` run, which then fails on the half-made object.
+    """
+    accepted = _accepted_keywords(connection_class)
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        raise TypeError(f"connect() got an unexpected keyword argument {unknown[0]!r}")
+    return connection_class(**params)
+
+
+@functools.cache
+def _accepted_keywords(connection_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(connection_class).parameters) - {"self"}
 
 
 def refuses_plaintext(database: AsyncDatabase) -> bool:
