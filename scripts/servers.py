@@ -214,8 +214,9 @@ def start_mariadb_tls(certs: dict[str, str], password: str) -> dict[str, Any]:
             *(["--user=mysql"] if IS_ROOT else []),
         )  # fmt: skip
     files = server_copy(certs, folder, "mysql")
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"  # /usr/sbin is not on every PATH
     server = [
-        shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
+        mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
         f"--socket={socket}", f"--pid-file={folder / 'mariadb.pid'}", f"--log-error={folder / 'error.log'}",
         f"--ssl-ca={files['ca']}", f"--ssl-cert={files['server_cert']}", f"--ssl-key={files['server_key']}",
         # Every TCP connection must be TLS: plaintext is refused before any password is asked.
