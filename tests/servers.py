@@ -13,6 +13,10 @@ import os
 import pathlib
 from typing import Any
 
+import pytest
+
+from peewee_async import AsyncDatabase
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, dict[str, Any]] = {
     "postgres": {"database": "test", "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""},
@@ -40,13 +44,29 @@ SCRIPT_STATE = (
 )
 
 
-def script_servers() -> dict[str, Any] | None:
-    """What ``scripts/servers.py start`` wrote: each server's settings and the certificate files."""
+def script_servers() -> dict[str, Any]:
+    """What ``scripts/servers.py start`` wrote: each server's settings and the certificate files.
+
+    Without it the calling test is skipped, naming the script; under CI it fails.
+    """
     if not SCRIPT_STATE.exists():
-        return None
+        message = (
+            f"the TLS servers are not running (no {SCRIPT_STATE}): "
+            "start them with `python scripts/servers.py start`"
+        )
+        if in_ci():
+            pytest.fail(f"CI needs the TLS servers: {message}")
+        pytest.skip(message)
     state: dict[str, Any] = json.loads(SCRIPT_STATE.read_text())
     return state
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def new_database(cls: type[AsyncDatabase], name: str = "test", **settings: Any) -> AsyncDatabase:
+    """``cls(name, **settings)``, hstore off for the ext classes: the script's servers have none."""
+    if "register_hstore" in cls.__init__.__code__.co_varnames:
+        settings.setdefault("register_hstore", False)
+    return cls(name, **settings)

@@ -80,14 +80,6 @@ def settings_of(cls: type[peewee_async.AsyncDatabase]) -> dict[str, Any]:
     return {key: settings[key] for key in ("host", "port", "user")}
 
 
-def make(
-    cls: type[peewee_async.AsyncDatabase], name: str = "test", **settings: Any
-) -> peewee_async.AsyncDatabase:
-    if "register_hstore" in cls.__init__.__code__.co_varnames:
-        settings.setdefault("register_hstore", False)
-    return cls(name, **settings)
-
-
 async def fails(shown: Shown, database: peewee_async.AsyncDatabase, sql: str = "SELECT 1") -> BaseException:
     shown.text(database)
     try:
@@ -108,10 +100,11 @@ def sync_fails(shown: Shown, database: peewee_async.AsyncDatabase) -> None:
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 async def test_a_wrong_password(cls: Any, shown: Shown) -> None:
-    database = make(cls, **settings_of(cls), password=SECRET)
+    settings = settings_of(cls)
     if cls.family == "postgresql":
         # The machine's server trusts every local user: a role that does not exist is refused.
-        database = make(cls, **{**settings_of(cls), "user": "no_such_role"}, password=SECRET)
+        settings["user"] = "no_such_role"
+    database = servers.new_database(cls, **settings, password=SECRET)
     await fails(shown, database)
     sync_fails(shown, database)
 
@@ -119,11 +112,6 @@ async def test_a_wrong_password(cls: Any, shown: Shown) -> None:
 def tls_server(cls: type[peewee_async.AsyncDatabase]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The connect settings of the TLS server of ``cls``'s family (a real password), and its TLS settings."""
     state = servers.script_servers()
-    if state is None:
-        message = "the TLS servers are not running: python scripts/servers.py start"
-        if servers.in_ci():
-            pytest.fail(f"CI needs the TLS servers: {message}")
-        pytest.skip(message)
     server = state["postgresql-tls" if cls.family == "postgresql" else "mariadb-tls"]
     tls = (
         {"sslmode": "verify-full", "sslrootcert": state["certificates"]["ca"]}
@@ -136,11 +124,11 @@ def tls_server(cls: type[peewee_async.AsyncDatabase]) -> tuple[dict[str, Any], d
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 async def test_the_tls_servers_wrong_and_right_password(cls: Any, shown: Shown) -> None:
     server, tls = tls_server(cls)
-    database = make(cls, **{**server, "password": SECRET}, **tls)
+    database = servers.new_database(cls, **{**server, "password": SECRET}, **tls)
     await fails(shown, database)
     sync_fails(shown, database)
     # The right password, both sides: nothing shows it either.
-    good = make(cls, **server, **tls)
+    good = servers.new_database(cls, **server, **tls)
     shown.text(good)
     await good.execute_sql_async("SELECT 1")
     await good.close_async()
@@ -151,7 +139,9 @@ async def test_the_tls_servers_wrong_and_right_password(cls: Any, shown: Shown) 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 async def test_connection_refused(cls: Any, shown: Shown) -> None:
-    database = make(cls, host="127.0.0.1", port=1, user="app", password=SECRET, connect_timeout=5)
+    database = servers.new_database(
+        cls, host="127.0.0.1", port=1, user="app", password=SECRET, connect_timeout=5
+    )
     await fails(shown, database)
     sync_fails(shown, database)
 
@@ -161,7 +151,7 @@ async def test_connection_refused(cls: Any, shown: Shown) -> None:
 )
 async def test_pool_timeout(cls: Any, shown: Shown) -> None:
     server, tls = tls_server(cls)
-    database = make(cls, **server, **tls, max_connections=1, acquire_timeout=0.2)
+    database = servers.new_database(cls, **server, **tls, max_connections=1, acquire_timeout=0.2)
     objects = peewee_async.Manager(database)
     held = asyncio.Event()
     release = asyncio.Event()
@@ -187,10 +177,10 @@ async def test_pool_timeout(cls: Any, shown: Shown) -> None:
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 async def test_bad_options(cls: Any, shown: Shown) -> None:
-    database = make(cls, **settings_of(cls), password=SECRET, max_conections=3)
+    database = servers.new_database(cls, **settings_of(cls), password=SECRET, max_conections=3)
     await fails(shown, database)
     with pytest.raises((ValueError, TypeError)) as failure:
-        make(cls, password=SECRET, sslmode="bogus", ssl_mode="bogus")
+        servers.new_database(cls, password=SECRET, sslmode="bogus", ssl_mode="bogus")
     shown.exception(failure.value)
 
 
@@ -213,7 +203,7 @@ def test_bad_urls(cls: Any, shown: Shown) -> None:
 @pytest.mark.parametrize("cls", [c for c in CLASSES if c.family == "postgresql"], ids=lambda c: c.__name__)
 async def test_a_url_as_the_database_name(cls: Any, shown: Shown) -> None:
     # libpq takes a URL as the database name; messages name it redacted.
-    database = make(cls, f"postgresql://app:{SECRET}@127.0.0.1:1/app", connect_timeout=5)
+    database = servers.new_database(cls, f"postgresql://app:{SECRET}@127.0.0.1:1/app", connect_timeout=5)
     assert "app:***@127.0.0.1:1/app" in repr(database)
     await fails(shown, database)
     sync_fails(shown, database)

@@ -44,16 +44,7 @@ def test_every_class_is_covered() -> None:
 
 @pytest.fixture(scope="module")
 def started() -> dict[str, Any]:
-    state = servers.script_servers()
-    if state is None:
-        message = (
-            f"the TLS servers are not running (no {servers.SCRIPT_STATE}): "
-            "start them with `python scripts/servers.py start`"
-        )
-        if servers.in_ci():
-            pytest.fail(f"CI needs the TLS servers: {message}")
-        pytest.skip(message)
-    return state
+    return servers.script_servers()
 
 
 @pytest.fixture
@@ -71,12 +62,6 @@ def mysql_settings(started: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     server = started["mariadb-tls"]
     settings = {key: server[key] for key in ("host", "port", "user", "password")}
     return {**settings, "connect_timeout": 10, **overrides}
-
-
-def make(cls: type[peewee_async.AsyncDatabase], **settings: Any) -> peewee_async.AsyncDatabase:
-    if "register_hstore" in cls.__init__.__code__.co_varnames:
-        settings.setdefault("register_hstore", False)  # the TLS server's database has no hstore
-    return cls("test", **settings)
 
 
 @pytest.fixture
@@ -133,7 +118,9 @@ def sync_connect_fails(database: peewee_async.AsyncDatabase) -> str:
 async def test_pg_verify_full_connects_encrypted_on_both_sides(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    database = make(cls, **pg_settings(started, sslmode="verify-full", sslrootcert=certs["ca"]))
+    database = servers.new_database(
+        cls, **pg_settings(started, sslmode="verify-full", sslrootcert=certs["ca"])
+    )
     closing.append(database)
     assert await scalar(database, PG_ENCRYPTED) is True
     assert sync_scalar(database, PG_ENCRYPTED) is True
@@ -143,7 +130,9 @@ async def test_pg_verify_full_connects_encrypted_on_both_sides(
 async def test_pg_another_ca_fails_naming_sslrootcert(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    database = make(cls, **pg_settings(started, sslmode="verify-full", sslrootcert=certs["other_ca"]))
+    database = servers.new_database(
+        cls, **pg_settings(started, sslmode="verify-full", sslrootcert=certs["other_ca"])
+    )
     closing.append(database)
     message = await connect_fails(database, "SELECT 1")
     assert "certificate verify failed" in message
@@ -157,8 +146,8 @@ async def test_pg_host_the_certificate_does_not_name_fails_under_verify_full(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
     settings = pg_settings(started, host="127.0.0.1", sslrootcert=certs["ca"])
-    strict = make(cls, **settings, sslmode="verify-full")
-    chain_only = make(cls, **settings, sslmode="verify-ca")
+    strict = servers.new_database(cls, **settings, sslmode="verify-full")
+    chain_only = servers.new_database(cls, **settings, sslmode="verify-ca")
     closing.extend([strict, chain_only])
     message = await connect_fails(strict, "SELECT 1")
     assert "does not name the host connected to" in message
@@ -173,8 +162,8 @@ async def test_pg_host_the_certificate_does_not_name_fails_under_verify_full(
 async def test_pg_plaintext_and_a_wrong_password_are_refused(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    plaintext = make(cls, **pg_settings(started, sslmode="disable"))
-    wrong = make(
+    plaintext = servers.new_database(cls, **pg_settings(started, sslmode="disable"))
+    wrong = servers.new_database(
         cls, **pg_settings(started, password="wrong", sslmode="verify-full", sslrootcert=certs["ca"])
     )
     closing.extend([plaintext, wrong])
@@ -186,7 +175,7 @@ async def test_pg_plaintext_and_a_wrong_password_are_refused(
 @pytest.mark.parametrize("cls", PG_CLASSES, ids=lambda c: c.__name__)
 async def test_pg_require_against_a_server_without_tls_fails(cls: Any, closing: list[Any]) -> None:
     plain_server = servers.server_settings("postgres")
-    database = make(
+    database = servers.new_database(
         cls,
         host=plain_server["host"],
         port=plain_server["port"],
@@ -205,7 +194,7 @@ async def test_pg_client_certificate(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
     settings = pg_settings(started, user=started["postgresql-tls"]["cert_user"], password="")
-    database = make(
+    database = servers.new_database(
         cls,
         **settings,
         sslmode="verify-full",
@@ -243,18 +232,20 @@ async def test_pg_ssl_context_on_asyncpg(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
     verifying = ssl.create_default_context(cafile=certs["ca"])
-    database = make(cls, **pg_settings(started, ssl=verifying))
+    database = servers.new_database(cls, **pg_settings(started, ssl=verifying))
     closing.append(database)
     assert await scalar(database, PG_ENCRYPTED) is True
     # The sync side (libpq) cannot take it, and says what to give instead.
     with pytest.raises(peewee.ImproperlyConfigured, match="sslmode='verify-full'"):
         database.connect()
     # A verifying context against another CA fails; nothing falls back.
-    other = make(cls, **pg_settings(started, ssl=ssl.create_default_context(cafile=certs["other_ca"])))
+    other = servers.new_database(
+        cls, **pg_settings(started, ssl=ssl.create_default_context(cafile=certs["other_ca"]))
+    )
     closing.append(other)
     assert "not signed by a CA" in await connect_fails(other, "SELECT 1")
     plain_server = servers.server_settings("postgres")
-    no_tls = make(
+    no_tls = servers.new_database(
         cls,
         host=plain_server["host"],
         port=plain_server["port"],
@@ -271,7 +262,7 @@ async def test_pg_ssl_context_on_asyncpg(
 )
 def test_pg_ssl_context_on_libpq_drivers_is_refused_naming_the_settings(cls: Any) -> None:
     with pytest.raises(ValueError, match="sslmode='verify-full', sslrootcert="):
-        make(cls, ssl=ssl.create_default_context())
+        servers.new_database(cls, ssl=ssl.create_default_context())
 
 
 @pytest.mark.parametrize(
@@ -306,7 +297,7 @@ def test_pg_asyncpg_mode_spelling_becomes_sslmode() -> None:
 async def test_mysql_ssl_ca_verifies_identity_and_connects_encrypted_on_both_sides(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    database = make(cls, **mysql_settings(started, ssl_ca=certs["ca"]))
+    database = servers.new_database(cls, **mysql_settings(started, ssl_ca=certs["ca"]))
     closing.append(database)
     assert database.tls.mode == "VERIFY_IDENTITY"
     assert await scalar(database, MYSQL_CIPHER)
@@ -317,7 +308,7 @@ async def test_mysql_ssl_ca_verifies_identity_and_connects_encrypted_on_both_sid
 async def test_mysql_another_ca_fails_naming_ssl_ca(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    database = make(cls, **mysql_settings(started, ssl_ca=certs["other_ca"]))
+    database = servers.new_database(cls, **mysql_settings(started, ssl_ca=certs["other_ca"]))
     closing.append(database)
     message = await connect_fails(database, "SELECT 1")
     assert "certificate verify failed" in message
@@ -329,8 +320,8 @@ async def test_mysql_another_ca_fails_naming_ssl_ca(
 async def test_mysql_host_the_certificate_does_not_name_fails_under_verify_identity(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    strict = make(cls, **mysql_settings(started, host="127.0.0.1", ssl_ca=certs["ca"]))
-    chain_only = make(
+    strict = servers.new_database(cls, **mysql_settings(started, host="127.0.0.1", ssl_ca=certs["ca"]))
+    chain_only = servers.new_database(
         cls, **mysql_settings(started, host="127.0.0.1", ssl_ca=certs["ca"], ssl_mode="VERIFY_CA")
     )
     closing.extend([strict, chain_only])
@@ -346,8 +337,8 @@ async def test_mysql_host_the_certificate_does_not_name_fails_under_verify_ident
 async def test_mysql_plaintext_and_a_wrong_password_are_refused(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    plaintext = make(cls, **mysql_settings(started, ssl_disabled=True))
-    wrong = make(cls, **mysql_settings(started, password="wrong", ssl_ca=certs["ca"]))
+    plaintext = servers.new_database(cls, **mysql_settings(started, ssl_disabled=True))
+    wrong = servers.new_database(cls, **mysql_settings(started, password="wrong", ssl_ca=certs["ca"]))
     closing.extend([plaintext, wrong])
     assert "Access denied" in await connect_fails(plaintext, "SELECT 1")
     assert "Access denied" in await connect_fails(wrong, "SELECT 1")
@@ -366,7 +357,7 @@ async def test_mysql_required_tls_against_a_server_without_it_fails(
         if tls == "ssl_mode"
         else {"ssl": ssl.create_default_context(cafile=certs["ca"])}
     )
-    database = make(cls, **settings, **asked)
+    database = servers.new_database(cls, **settings, **asked)
     closing.append(database)
     assert "the server does not offer TLS" in await connect_fails(database, "SELECT 1")
     sync_message = sync_connect_fails(database)
@@ -377,7 +368,7 @@ async def test_mysql_required_tls_against_a_server_without_it_fails(
 async def test_mysql_preferred_goes_on_without_tls(cls: Any, closing: list[Any]) -> None:
     plain_server = servers.server_settings("mysql")
     settings = {key: plain_server[key] for key in ("host", "port", "user", "password")}
-    database = make(cls, **settings, ssl_mode="PREFERRED", sql_mode="STRICT_TRANS_TABLES")
+    database = servers.new_database(cls, **settings, ssl_mode="PREFERRED", sql_mode="STRICT_TRANS_TABLES")
     closing.append(database)
     assert await scalar(database, MYSQL_CIPHER) == ""
 
@@ -386,7 +377,9 @@ async def test_mysql_preferred_goes_on_without_tls(cls: Any, closing: list[Any])
 async def test_mysql_ssl_context_and_url(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
-    by_context = make(cls, **mysql_settings(started, ssl=ssl.create_default_context(cafile=certs["ca"])))
+    by_context = servers.new_database(
+        cls, **mysql_settings(started, ssl=ssl.create_default_context(cafile=certs["ca"]))
+    )
     server = started["mariadb-tls"]
     url = f"{SCHEMES[cls]}://{server['user']}:{server['password']}@localhost:{server['port']}/test?ssl_ca={certs['ca']}"
     by_url = db_url.connect(url)

@@ -23,7 +23,6 @@ from .mysql import (
     connect_arguments,
     new_connection,
     quote_sql_mode,
-    refuses_plaintext,
 )
 
 if TYPE_CHECKING:
@@ -62,8 +61,7 @@ class AiomysqlDriver(MySQLDriver):
         params = {_RENAMED_PARAMS.get(k, k): v for k, v in connect_arguments(database, timeout).items()}
         quote_sql_mode(params)
         # What aiomysql.connect() does, with our connection class.
-        raw = new_connection(_Connection, params)
-        raw.tls_required = refuses_plaintext(database)
+        raw = new_connection(_Connection, params, database)
         await raw._connect()
         return raw
 

@@ -42,7 +42,6 @@ from .mysql import (
     connect_arguments,
     new_connection,
     quote_sql_mode,
-    refuses_plaintext,
 )
 
 if TYPE_CHECKING:
@@ -195,8 +194,7 @@ class AsyncmyDriver(MySQLDriver):
             params["connect_timeout"] = min(params["connect_timeout"], _MAX_CONNECT_TIMEOUT)
         params.setdefault("conv", _conversions())
         # What asyncmy.connect() does, with our connection class.
-        raw = new_connection(_Connection, params)
-        raw.tls_required = refuses_plaintext(database)
+        raw = new_connection(_Connection, params, database)
         await raw.connect()
         if type(raw._proto) is asyncmy_connection._MySQLProtocol:
             raw._proto.__class__ = _FlowControlledProtocol

@@ -97,7 +97,7 @@ class RefusePlaintext:
     without it.
     """
 
-    #: Whether a server without TLS is refused; set by the driver before connecting.
+    #: Whether a server without TLS is refused; set by new_connection().
     tls_required = True
     #: The driver's OperationalError class.
     operational_error: type[Exception]
@@ -128,10 +128,11 @@ class RefusePlaintext:
 _CLIENT_SSL = 2048  # the SSL capability flag of MySQL's handshake
 
 
-def new_connection(connection_class: type, params: dict[str, Any]) -> Any:
-    """``connection_class(**params)``, a keyword it does not take refused before anything is made.
+def new_connection(connection_class: type, params: dict[str, Any], database: AsyncDatabase) -> Any:
+    """A driver's connection object of ``connection_class`` for ``database``, not yet connected.
 
-    The drivers' connect() functions check their keywords in their signature;
+    A keyword the class does not take is refused before anything is made: the
+    drivers' connect() functions check their keywords in their signature, and
     a connection object that its ``__init__`` refused still has its
     ``__del__`` run, which then fails on the half-made object.
     """
@@ -139,18 +140,15 @@ def new_connection(connection_class: type, params: dict[str, Any]) -> Any:
     unknown = [name for name in params if name not in accepted]
     if unknown:
         raise TypeError(f"connect() got an unexpected keyword argument {unknown[0]!r}")
-    return connection_class(**params)
+    raw = connection_class(**params)
+    tls: TlsSettings | None = getattr(database, "tls", None)
+    raw.tls_required = tls is None or tls.required  # see RefusePlaintext
+    return raw
 
 
 @functools.cache
 def _accepted_keywords(connection_class: type) -> frozenset[str]:
     return frozenset(inspect.signature(connection_class).parameters) - {"self"}
-
-
-def refuses_plaintext(database: AsyncDatabase) -> bool:
-    """Whether ``database``'s connections refuse a server without TLS once they were given an SSLContext."""
-    tls: TlsSettings | None = getattr(database, "tls", None)
-    return tls is None or tls.required
 
 
 def quote_sql_mode(params: dict[str, Any]) -> None:

@@ -77,12 +77,9 @@ class PostgresqlFamily(AsyncDatabase):
 
     def tls_required(self) -> bool:
         """Whether the settings refuse a connection without TLS: ``sslmode`` require or stricter, ``ssl=``."""
+        # init() let through only an SSLContext, True or False as ssl=.
         params = self.connect_params
-        return (
-            params.get("sslmode") in _REQUIRED_MODES
-            or isinstance(params.get("ssl"), ssl.SSLContext)
-            or (params.get("ssl") is True)
-        )
+        return params.get("sslmode") in _REQUIRED_MODES or bool(params.get("ssl"))
 
     def connect_advice(self, message: str) -> str:
         if not self.tls_required():
