@@ -118,7 +118,8 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
             "with_related() loads its relations with more sync queries; run the query with "
             "`await objects.prefetch(query, RelatedModel)` instead."
         )
-    cursor = await database._execute(Intent.READ, query)
+    intent = Intent.READ if database._replicas is None else read_intent(query)
+    cursor = await database._execute(intent, query)
     build = shapes.select_row_builder(database, query)
     if build is None:
         return _fill(query, cursor)
@@ -131,6 +132,24 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
     wrapper.populated = True
     query._cursor_wrapper = wrapper
     return list(rows)
+
+
+def read_intent(query: Any, intent: Intent = Intent.READ) -> Intent:
+    """``intent`` for a query that only reads; WRITE for one a replica cannot run.
+
+    That is a select that locks rows (``for_update()``), or raw SQL that is
+    not a plain SELECT (``Model.raw('UPDATE ... RETURNING ...')``). A select
+    calling a function that writes cannot be told apart: run it inside
+    ``reads_on_primary()``.
+    """
+    if getattr(query, "_for_update", None):
+        return Intent.WRITE
+    if isinstance(query, peewee.RawQuery):
+        sql: str = getattr(query, "_sql", "")
+        words = sql.lstrip(" \t\r\n(").split(None, 1)
+        if not words or words[0].upper() not in ("SELECT", "VALUES", "TABLE", "SHOW"):
+            return Intent.WRITE
+    return intent
 
 
 def _fill(query: Any, cursor: FetchedCursor) -> list[Any]:

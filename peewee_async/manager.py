@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 import peewee
 
 from . import operations
-from .databases.base import AllowSync, AsyncDatabase
+from .databases.base import AllowSync, AsyncDatabase, PrimaryReads
 from .execution import database_of, execute
 from .streaming import DEFAULT_CHUNK_SIZE, RowStream
 from .streaming import iterate as _iterate
@@ -303,6 +303,22 @@ class Manager:
             open on the database.
         """
         return self._db.savepoint_async(sid)
+
+    # -- replicas ----------------------------------------------------------------
+
+    def primary(self) -> PrimaryReads:
+        """``async with objects.primary():`` the block's reads run on the primary, not a replica.
+
+        For reading your own writes after a commit, which a replica may not
+        have replayed yet. Transactions always run on the primary; without
+        replicas this changes nothing. It holds for the running task and the
+        tasks it starts inside the block. Example::
+
+            await objects.create(Tweet, user=user, content=text)
+            async with objects.primary():
+                timeline = await objects.execute(user.timeline())
+        """
+        return self._db.reads_on_primary()
 
     # -- sync code -------------------------------------------------------------
 

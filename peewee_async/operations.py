@@ -218,7 +218,9 @@ async def get_or_create(
                 return await create(db, model, **data), True
         except peewee.IntegrityError as exc:
             try:
-                return await get(db, query), False
+                # The row another task just committed: a replica may not have it yet.
+                async with db.reads_on_primary():
+                    return await get(db, query), False
             except peewee.DoesNotExist:
                 raise exc from None
 
@@ -242,7 +244,8 @@ async def create_or_get(database: AsyncDatabase | None, model: type[M], **kwargs
                 lookup.append(field == value)
         if not lookup:
             raise
-        return await get(db, model, *lookup), False
+        async with db.reads_on_primary():  # a replica may not have the row yet
+            return await get(db, model, *lookup), False
 
 
 async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any, **kwargs: Any) -> list[Any]:

@@ -32,7 +32,7 @@ from . import shapes
 from .compiler import compile_query
 from .databases.driver import driver_message
 from .errors import ConnectionLost, QueryTimeout
-from .execution import database_of
+from .execution import database_of, read_intent
 from .intent import Intent
 
 if TYPE_CHECKING:
@@ -161,7 +161,8 @@ class RowStream:
     async def _start(self) -> None:
         self._started = True
         database = self.database
-        pool, conn, owned = await database._hold(Intent.STREAM)
+        intent = Intent.STREAM if database._replicas is None else read_intent(self.query, Intent.STREAM)
+        pool, conn, owned = await database._hold(intent)
         try:
             sql, params = compile_query(database, self.query)
             if query_logger.isEnabledFor(logging.DEBUG):

@@ -264,7 +264,11 @@ class Transaction:
 
     @staticmethod
     def _connection_broken(held: TaskTransactions) -> bool:
-        return held.pool.is_interrupted(held.connection) or held.pool.is_closed(held.connection)
+        # connection_lost: the server has closed its end (it went down), which
+        # the driver may not have read yet; a ROLLBACK written there would meet
+        # a protocol still busy with the server's goodbye.
+        conn = held.connection
+        return held.pool.is_interrupted(conn) or held.pool.is_closed(conn) or held.pool.connection_lost(conn)
 
     def _quoted_sid(self) -> str:
         assert self.sid is not None

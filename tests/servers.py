@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -38,7 +38,7 @@ def server_settings(server: str) -> dict[str, Any]:
     return settings
 
 
-#: Where ``scripts/servers.py`` describes the servers it started (the TLS ones).
+#: Where ``scripts/servers.py`` describes the servers it started (TLS, replication, PgBouncer).
 SCRIPT_STATE = (
     pathlib.Path(os.environ.get("PEEWEE_ASYNC_SERVERS", "/tmp/peewee-async-servers")) / "servers.json"
 )
@@ -50,15 +50,19 @@ def script_servers() -> dict[str, Any]:
     Without it the calling test is skipped, naming the script; under CI it fails.
     """
     if not SCRIPT_STATE.exists():
-        message = (
-            f"the TLS servers are not running (no {SCRIPT_STATE}): "
+        fail_or_skip(
+            f"the servers of scripts/servers.py are not running (no {SCRIPT_STATE}): "
             "start them with `python scripts/servers.py start`"
         )
-        if in_ci():
-            pytest.fail(f"CI needs the TLS servers: {message}")
-        pytest.skip(message)
     state: dict[str, Any] = json.loads(SCRIPT_STATE.read_text())
     return state
+
+
+def fail_or_skip(message: str) -> NoReturn:
+    """Skip the calling test, saying ``message``; under CI, where every server must run, fail it."""
+    if in_ci():
+        pytest.fail(f"CI needs every server: {message}")
+    pytest.skip(message)
 
 
 def in_ci() -> bool:

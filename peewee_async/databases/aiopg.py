@@ -76,6 +76,11 @@ class AiopgDriver(PostgresqlDriver):
         raw = conn.raw
         return bool(raw.closed) or server_said_goodbye(raw.raw.fileno())
 
+    async def cancel_request(self, conn: ConnectionHolder, timeout: float) -> None:
+        # psycopg2's cancel() (libpq's PQcancel) blocks while it sends the request:
+        # in a thread. aiopg's own cancel() refuses async connections.
+        await asyncio.to_thread(conn.raw.raw.cancel)
+
     def session_id(self, conn: ConnectionHolder) -> int:
         return int(conn.raw.raw.get_backend_pid())
 

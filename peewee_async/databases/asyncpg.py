@@ -32,6 +32,7 @@ from .driver import ConnectionHolder, ErrorMap, TransactionStatus, optional_impo
 from .postgres import (
     LIBPQ_TLS_SETTINGS,
     PEEWEE_TAKES_PSYCOPG3,
+    PREPARED_STATEMENT_ADVICE,
     PostgresqlDriver,
     connect_arguments,
     nul_in_text_error,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 asyncpg = optional_import("asyncpg")
 asyncpg_exceptions = optional_import("asyncpg.exceptions")
+asyncpg_connect_utils = optional_import("asyncpg.connect_utils")
 psycopg = optional_import("psycopg")
 psycopg_json = optional_import("psycopg.types.json")
 psycopg2_extras = optional_import("psycopg2.extras")
@@ -71,8 +73,22 @@ def _errors() -> dict[type[BaseException], type[peewee.PeeweeException]]:
         e.PostgresError: peewee.DatabaseError,
         e._base.DataError: peewee.DataError,  # a value asyncpg cannot encode for its parameter
         e.InterfaceError: peewee.InterfaceError,
+        # A statement sent while the protocol still reads the server's last
+        # words (its goodbye, as it shuts down).
+        e._base.InternalClientError: peewee.InterfaceError,
         ConnectionError: peewee.OperationalError,
         OSError: peewee.OperationalError,
+    }
+
+
+def _pooler_errors() -> dict[type[BaseException], str]:
+    """The errors of named prepared statements behind a pooler; asyncpg's own hint names its own setting."""
+    if asyncpg_exceptions is None:
+        return {}
+    e = asyncpg_exceptions
+    return {
+        e.InvalidSQLStatementNameError: PREPARED_STATEMENT_ADVICE,
+        e.DuplicatePreparedStatementError: PREPARED_STATEMENT_ADVICE,
     }
 
 
@@ -145,7 +161,7 @@ class AsyncpgDriver(PostgresqlDriver):
 
     name = "asyncpg"
     extra = "asyncpg"
-    errors = ErrorMap(_errors())
+    errors = ErrorMap(_errors(), _pooler_errors())
     translates_sql = True
     takes_ssl_context = True
 
@@ -167,6 +183,10 @@ class AsyncpgDriver(PostgresqlDriver):
         params.pop("connect_timeout", None)
         if explicit is not None:
             params["timeout"] = float(explicit)
+        if getattr(database, "transaction_pooling", False):
+            # Unnamed statements only: a named one lives in one server session,
+            # and the pooler may run the next transaction in another.
+            params["statement_cache_size"] = 0
         raw = await asyncpg.connect(_with_tls_settings(dsn, params), **params)
         if plain:
             return raw
@@ -232,6 +252,21 @@ class AsyncpgDriver(PostgresqlDriver):
             return True
         sock = raw._transport.get_extra_info("socket") if raw._transport is not None else None
         return sock is None or server_said_goodbye(sock.fileno())
+
+    async def cancel_request(self, conn: ConnectionHolder, timeout: float) -> None:
+        raw = conn.raw
+        # asyncpg sends a cancel request only for a statement it times out
+        # itself; its helper for that takes what the connection was opened with.
+        try:
+            await asyncpg_connect_utils._cancel(
+                loop=raw._loop,
+                addr=raw._addr,
+                params=raw._params,
+                backend_pid=raw._protocol.backend_pid,
+                backend_secret=raw._protocol.backend_secret,
+            )
+        except ConnectionResetError:
+            pass  # some servers reset the side connection once they have the request
 
     def session_id(self, conn: ConnectionHolder) -> int:
         return int(conn.raw.get_server_pid())

@@ -33,6 +33,14 @@ from ..redact import redact_url
 from ..transactions import TaskTransactions, Transaction
 from .driver import ConnectionHolder, Driver, driver_message
 from .pool import ConnectionSource, Pool
+from .replicas import (
+    DEFAULT_RETRY_AFTER,
+    UNREACHABLE_ERRORS,
+    ReplicaSet,
+    check_replicas,
+    mark_unreachable,
+    unreachable,
+)
 
 if TYPE_CHECKING:
     from ..testing import PinnedTransaction
@@ -50,6 +58,7 @@ _OPTIONS: dict[str, Any] = {
     "connect_timeout": 30.0,
     "query_timeout": None,
     "statement_cache_size": DEFAULT_STATEMENT_CACHE_SIZE,
+    "replica_retry_after": DEFAULT_RETRY_AFTER,
 }
 
 
@@ -69,6 +78,12 @@ class AsyncDatabase:
         default) lets statements run for ever.
     :param statement_cache_size: most compiled statements of the Manager's
         shortcuts kept (least recently used pruned first); 0 keeps none.
+    :param replicas: database objects of the same class (pooled or not) for
+        read replicas of this database: each read outside a transaction and
+        outside :meth:`reads_on_primary` runs on one of them, in turn, and
+        everything else on this database (see :doc:`/scaling`). Not for SQLite.
+    :param replica_retry_after: seconds a replica that could not be reached
+        is skipped before a read tries it again.
     """
 
     #: The driver the async side runs on (see :mod:`peewee_async.databases.driver`).
@@ -84,6 +99,7 @@ class AsyncDatabase:
     connect_timeout: float | None
     query_timeout: float | None
     statement_cache_size: int
+    replica_retry_after: float
 
     if TYPE_CHECKING:
         # What the async half reads of peewee's half.
@@ -114,9 +130,16 @@ class AsyncDatabase:
         connect_timeout: float | None = 30.0,
         query_timeout: float | None = None,
         statement_cache_size: int = DEFAULT_STATEMENT_CACHE_SIZE,
+        replicas: Sequence[AsyncDatabase] | None = None,
+        replica_retry_after: float = DEFAULT_RETRY_AFTER,
         **kwargs: Any,
     ) -> None:
         self._allow_sync: AllowSync = True
+        self._replicas: ReplicaSet | None = None
+        # Set by reads_on_primary(): this task's reads (and its child tasks') stay on the primary.
+        self._primary_reads: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"peewee_async_primary_reads_{id(self)}", default=False
+        )
         self._pool: Pool | None = None
         self._pool_opening: asyncio.Task[Pool] | None = None
         # Which transaction, if any, the running task has open on this database.
@@ -136,6 +159,8 @@ class AsyncDatabase:
             "connect_timeout": connect_timeout,
             "query_timeout": query_timeout,
             "statement_cache_size": statement_cache_size,
+            "replica_retry_after": replica_retry_after,
+            "replicas": replicas,
         }
         if "connection_timeout" in kwargs:  # connect_timeout's name in 0.x: init() reads it
             if connect_timeout != _OPTIONS["connect_timeout"]:
@@ -156,8 +181,15 @@ class AsyncDatabase:
             if "connect_timeout" in options:
                 raise _both_timeouts()
             options["connect_timeout"] = kwargs.pop("connection_timeout")
+        replicas = kwargs.pop("replicas", _KEEP)
+        if replicas is not _KEEP and replicas:
+            check_replicas(self, replicas)
         self._set_options(**options)
         self._check_options(database)
+        if replicas is not _KEEP:
+            self._replicas = ReplicaSet(self, replicas, self.replica_retry_after) if replicas else None
+        elif self._replicas is not None:
+            self._replicas.retry_after = self.replica_retry_after
         self.driver.init_options(kwargs)
         super().init(database, *args, **kwargs)  # type: ignore[misc]
         # Compiled statements (peewee_async.shapes) may depend on anything init() sets.
@@ -196,6 +228,9 @@ class AsyncDatabase:
                 f"min_connections must be between 0 and max_connections={max_connections}, "
                 f"got {min_connections!r}"
             )
+        retry_after = new["replica_retry_after"]
+        if retry_after is None or retry_after < 0:
+            raise ValueError(f"replica_retry_after must be 0 or more seconds, got {retry_after!r}")
         if new["statement_cache_size"] < 0:
             raise ValueError(f"statement_cache_size must be 0 or more, got {new['statement_cache_size']!r}")
         self.max_connections = max_connections
@@ -204,6 +239,7 @@ class AsyncDatabase:
         self.connect_timeout = new["connect_timeout"]
         self.query_timeout = new["query_timeout"]
         self.statement_cache_size = new["statement_cache_size"]
+        self.replica_retry_after = new["replica_retry_after"]
 
     @property
     def _open_transactions(self) -> int:
@@ -321,7 +357,7 @@ class AsyncDatabase:
         await self._get_pool(timeout)
 
     async def close_async(self) -> None:
-        """Close every async connection. The database reopens at the next query.
+        """Close every async connection, its replicas' too. The database reopens at the next query.
 
         A transaction open meanwhile, in this task or another, is cut off:
         its connection is closed now, so the server rolls it back; its next
@@ -349,6 +385,8 @@ class AsyncDatabase:
                 await pool.close(self.acquire_timeout)
             else:
                 pool.abandon()
+        for replica in self.replicas:
+            await replica.close_async()
 
     async def _get_pool(self, timeout: float | None = None) -> Pool:
         pool = self._pool
@@ -394,11 +432,11 @@ class AsyncDatabase:
                 await pool.open()
         except peewee.OperationalError as exc:
             await pool.close(0)
-            raise type(exc)(self.connect_error_message(exc)) from exc
+            raise mark_unreachable(type(exc)(self.connect_error_message(exc))) from exc
         except TimeoutError:
             await pool.close(0)
-            raise peewee.OperationalError(
-                f"Could not connect to {self.describe()} within {timeout}s."
+            raise mark_unreachable(
+                peewee.OperationalError(f"Could not connect to {self.describe()} within {timeout}s.")
             ) from None
         if self.server_version is None:
             # peewee reads the server version at its sync connect(), and the
@@ -457,6 +495,72 @@ class AsyncDatabase:
         """Async context manager like peewee's ``savepoint()``; needs an open transaction."""
         return Transaction(self, "savepoint", sid=sid)
 
+    # -- read replicas -----------------------------------------------------
+
+    @property
+    def replicas(self) -> tuple[AsyncDatabase, ...]:
+        """The read replicas given with ``replicas=``, in the order reads take them."""
+        return () if self._replicas is None else self._replicas.members
+
+    def reads_on_primary(self) -> PrimaryReads:
+        """``async with db.reads_on_primary():`` reads of the block run on this database, not a replica.
+
+        For reading what was just committed (a replica may not have it yet).
+        It holds for the running task and the tasks it starts inside the
+        block; without replicas it changes nothing. ``with`` works too.
+        """
+        return PrimaryReads(self._primary_reads)
+
+    async def _replica_pool(self) -> Pool | None:
+        """The pool of the replica that takes the next read, or ``None`` when every one is down."""
+        replicas = self._replicas
+        assert replicas is not None
+        while (replica := replicas.pick()) is not None:
+            pool = replica._pool
+            if pool is None or pool.loop is not asyncio.get_running_loop():
+                try:
+                    pool = await replica._get_pool()
+                except UNREACHABLE_ERRORS as exc:
+                    if not unreachable(exc):
+                        raise
+                    replicas.failed(replica, exc)
+                    continue
+            if self.server_version is None:
+                # peewee's SQL may depend on the server version, read when our
+                # own pool opens; reads alone never open it, so read it here.
+                conn = await pool.acquire()
+                try:
+                    self._set_server_version(replica.driver.version_source(conn))
+                finally:
+                    pool.release(conn)
+            return pool
+        return None
+
+    def _replica_failed(self, source: ConnectionSource, error: BaseException) -> bool:
+        """Whether ``error``, raised on ``source``, came from a replica going away (now skipped)."""
+        replica = getattr(source, "database", self)
+        if replica is self or self._replicas is None or not unreachable(error):
+            return False
+        self._replicas.failed(replica, error)
+        return True
+
+    async def _read_on_replica(
+        self, source: ConnectionSource, sql: str, params: Sequence[Any], timeout: float | None
+    ) -> FetchedCursor:
+        """Run a read on ``source``, a replica's pool; if the replica is gone, run it again elsewhere."""
+        while True:
+            started = time.monotonic()
+            try:
+                result = await source.execute(None, sql, params, timeout)
+            except UNREACHABLE_ERRORS as exc:
+                if not self._replica_failed(source, exc):
+                    raise
+                source, _ = await self._connection(Intent.READ)
+                continue
+            if self._replicas is not None and self._replicas.down:
+                self._replicas.answered(getattr(source, "database", self), started)
+            return result
+
     # -- where statements run ---------------------------------------------
 
     async def _connection(
@@ -466,16 +570,27 @@ class AsyncDatabase:
 
         The one place that picks a connection. The running task's transaction
         (or the shared one of :func:`peewee_async.testing.rollback`) takes
-        every statement of the task: its source and connection. Otherwise the
-        pool, opened on the running loop first if need be (which reads the
-        server version that peewee's SQL may depend on), with ``None``: the
-        statement borrows a connection for itself alone. ``held``, when the
-        caller knows the transaction already, saves looking it up.
+        every statement of the task: its source and connection. A read or a
+        stream outside one goes to a replica, if the database has replicas
+        that are up and the task is not inside :meth:`reads_on_primary`.
+        Otherwise the pool, opened on the running loop first if need be
+        (which reads the server version that peewee's SQL may depend on),
+        with ``None``: the statement borrows a connection for itself alone.
+        ``held``, when the caller knows the transaction already, saves
+        looking it up.
         """
         if held is None:
             held = self._current_transactions()
         if held is not None:
             return held.pool, held.connection
+        if (
+            self._replicas is not None
+            and (intent is Intent.READ or intent is Intent.STREAM)
+            and not self._primary_reads.get()
+        ):
+            replica_pool = await self._replica_pool()
+            if replica_pool is not None:
+                return replica_pool, None
         pool = self._pool
         if pool is None or pool.loop is not asyncio.get_running_loop():
             pool = await self._get_pool()
@@ -491,7 +606,13 @@ class AsyncDatabase:
         source, conn = await self._connection(intent)
         if conn is not None:
             return source, conn, False
-        return source, await source.acquire(), True
+        while True:
+            try:
+                return source, await source.acquire(), True
+            except UNREACHABLE_ERRORS as exc:
+                if not self._replica_failed(source, exc):
+                    raise
+                source, _ = await self._connection(intent)
 
     # -- running SQL -----------------------------------------------------
 
@@ -529,20 +650,49 @@ class AsyncDatabase:
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
         timeout = self.query_timeout if query_timeout is None else query_timeout
+        if self._replicas is None or conn is not None or getattr(source, "database", self) is self:
+            running = source.execute(conn, sql, params, timeout)
+        else:
+            running = self._read_on_replica(source, sql, params, timeout)
         hooks = getattr(self, "query_hooks", None)
         if not hooks:
             # One await between the caller and the driver: each coroutine layer
             # costs about as much as a tenth of peewee-async's own work per statement.
-            return await source.execute(conn, sql, params, timeout)
+            return await running
         start = time.perf_counter()
         error: Exception | None = None
         try:
-            return await source.execute(conn, sql, params, timeout)
+            return await running
         except Exception as exc:
             error = exc
             raise
         finally:
             self._notify_hooks(sql, params, start, error)
+
+
+_KEEP = object()  # init() without replicas= keeps the ones set before
+
+
+class PrimaryReads:
+    """The context manager of :meth:`AsyncDatabase.reads_on_primary`, for ``async with`` and ``with``."""
+
+    __slots__ = ("_flag", "_tokens")
+
+    def __init__(self, flag: contextvars.ContextVar[bool]) -> None:
+        self._flag = flag
+        self._tokens: list[contextvars.Token[bool]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(self._flag.set(True))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._flag.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
 
 
 def _both_timeouts() -> TypeError:

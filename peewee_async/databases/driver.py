@@ -104,11 +104,17 @@ class ErrorMap:
     share a name.
     """
 
-    __slots__ = ("_map", "_by_type")
+    __slots__ = ("_map", "_by_type", "_messages")
 
-    def __init__(self, mapping: dict[type[BaseException], type[peewee.PeeweeException]]) -> None:
+    def __init__(
+        self,
+        mapping: dict[type[BaseException], type[peewee.PeeweeException]],
+        messages: dict[type[BaseException], str] | None = None,
+    ) -> None:
         self._map = mapping
         self._by_type: dict[type[BaseException], type[peewee.PeeweeException] | None] = {}
+        # Errors whose driver message would mislead: ours instead, naming the fix.
+        self._messages = messages or {}
 
     def translate(self, exc: BaseException) -> peewee.PeeweeException | None:
         """peewee's exception for ``exc`` (``orig`` set, the driver's args kept), or ``None``."""
@@ -120,6 +126,10 @@ class ErrorMap:
             self._by_type[kind] = target
         if target is None:
             return None
+        if self._messages:
+            for cls, message in self._messages.items():
+                if isinstance(exc, cls):
+                    return target(exc, f"{driver_message(exc)}. {message}")
         # As peewee's ExceptionWrapper makes them: str() shows the driver's message.
         return target(exc, *exc.args)
 

@@ -24,6 +24,7 @@ from ..cursor import FetchedCursor
 from ..errors import ConnectionLost, PoolTimeout, QueryTimeout
 from .driver import ConnectionHolder, Driver, RawStream, TransactionStatus, driver_message
 from .leases import StreamLease, StreamLeases
+from .replicas import mark_unreachable
 
 if TYPE_CHECKING:
     from .base import AsyncDatabase
@@ -215,10 +216,12 @@ class Pool:
         except TimeoutError:
             if connecting:
                 # The pool had room for a new connection: the wait was for it to open.
-                raise self._connect_timeout_error() from None
+                raise mark_unreachable(self._connect_timeout_error()) from None
             raise self._timeout_error() from None
         except peewee.OperationalError as exc:
-            raise type(exc)(self.database.connect_error_message(exc)) from exc
+            if not connecting:
+                raise
+            raise mark_unreachable(type(exc)(self.database.connect_error_message(exc))) from exc
 
     def _timeout_error(self) -> PoolTimeout:
         return PoolTimeout(

@@ -32,6 +32,14 @@ _REQUIRED_MODES = ("require", "verify-ca", "verify-full")
 _SHOWN_SETTINGS = ("sslmode", "sslrootcert", "sslcert")  # never sslpassword
 _ADVICE = TlsAdvice(ca_setting="sslrootcert", chain_only="sslmode='verify-ca'")
 
+#: What a prepared statement gone missing (or found twice) means: a pooler in transaction mode.
+PREPARED_STATEMENT_ADVICE = (
+    "A prepared statement of this connection is gone or exists twice: the server is reached "
+    "through a pooler in transaction mode (PgBouncer's pool_mode = transaction), which runs "
+    "each transaction in any of its server sessions. Pass transaction_pooling=True to the "
+    "database class."
+)
+
 
 class PostgresqlFamily(AsyncDatabase):
     """What the PostgreSQL classes of ``peewee_async`` and ``peewee_asyncext`` share, whatever the driver."""
@@ -39,7 +47,21 @@ class PostgresqlFamily(AsyncDatabase):
     family = "postgresql"
     driver: ClassVar[PostgresqlDriver]
 
+    #: Set with ``transaction_pooling=True``: the server is reached through a
+    #: pooler in transaction mode (PgBouncer's ``pool_mode = transaction``),
+    #: where consecutive transactions of one connection may run on different
+    #: server sessions. Then no named prepared statement is kept (asyncpg's
+    #: statement cache, psycopg 3's automatic preparing), and ``query_timeout``
+    #: stops a statement with the protocol's cancel request, which the pooler
+    #: forwards to the right session, instead of ``pg_cancel_backend(pid)``,
+    #: whose process id would be the pooler's own.
+    transaction_pooling: bool = False
+
     def init(self, database: str | None, *args: Any, **kwargs: Any) -> None:
+        pooling = kwargs.pop("transaction_pooling", self.transaction_pooling)
+        if not isinstance(pooling, bool):
+            raise TypeError(f"transaction_pooling takes True or False, got {pooling!r}")
+        self.transaction_pooling = pooling
         super().init(database, *args, **kwargs)
         self._check_tls_settings()
 
@@ -124,8 +146,20 @@ class PostgresqlDriver(Driver):
         return stream
 
     async def cancel(self, database: AsyncDatabase, conn: ConnectionHolder, timeout: float) -> None:
+        if getattr(database, "transaction_pooling", False):
+            await self.cancel_request(conn, timeout)
+            return
         sql = self.driver_sql("SELECT pg_cancel_backend(%s)")
         await self.execute_aside(database, timeout, sql, (self.session_id(conn),))
+
+    @abstractmethod
+    async def cancel_request(self, conn: ConnectionHolder, timeout: float) -> None:
+        """Send the protocol's cancel request for the statement running on ``conn``.
+
+        A pooler in transaction mode forwards it to the server session that
+        runs the statement; ``pg_cancel_backend`` would need that session's id,
+        which only the pooler knows.
+        """
 
 
 _cursor_names = itertools.count(1)

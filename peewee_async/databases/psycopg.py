@@ -28,6 +28,7 @@ from .driver import (
 )
 from .postgres import (
     PEEWEE_TAKES_PSYCOPG3,
+    PREPARED_STATEMENT_ADVICE,
     PostgresqlDriver,
     connect_arguments,
     nul_in_text_error,
@@ -132,7 +133,15 @@ class PsycopgDriver(PostgresqlDriver):
 
     name = "psycopg"
     extra = "psycopg"
-    errors = ErrorMap(dbapi_errors(psycopg) if psycopg is not None else {})
+    errors = ErrorMap(
+        dbapi_errors(psycopg) if psycopg is not None else {},
+        {
+            psycopg.errors.InvalidSqlStatementName: PREPARED_STATEMENT_ADVICE,
+            psycopg.errors.DuplicatePreparedStatement: PREPARED_STATEMENT_ADVICE,
+        }
+        if psycopg is not None
+        else None,
+    )
 
     def installed(self) -> bool:
         return psycopg is not None
@@ -151,6 +160,10 @@ class PsycopgDriver(PostgresqlDriver):
             # opening, acquire_timeout for a new connection) apply alone, as
             # they do on every driver, unless it was given explicitly.
             params.pop("connect_timeout", None)
+        if getattr(database, "transaction_pooling", False):
+            # A prepared statement lives in one server session; the pooler may
+            # run the next transaction in another.
+            params["prepare_threshold"] = None
         raw = await _Connection.connect(dsn or "", autocommit=True, **params)
         if plain:
             return raw
@@ -196,6 +209,9 @@ class PsycopgDriver(PostgresqlDriver):
     def connection_lost(self, conn: ConnectionHolder) -> bool:
         raw = conn.raw
         return bool(raw.closed) or server_said_goodbye(raw.pgconn.socket)
+
+    async def cancel_request(self, conn: ConnectionHolder, timeout: float) -> None:
+        await conn.raw.cancel_safe(timeout=timeout)
 
     def session_id(self, conn: ConnectionHolder) -> int:
         return int(conn.raw.info.backend_pid)
