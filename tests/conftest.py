@@ -6,6 +6,10 @@ Connection settings come from ``tests.json`` at the repository root (copy
 the same with ``MYSQL_``). A server that cannot be reached skips its tests with
 a message saying so, except under ``CI=true``, where it fails the run. SQLite
 needs no server: its tests use a file in a temporary folder of this run.
+
+With ``PEEWEE_ASYNC_PGBOUNCER=1`` (``.ci/run`` does it once) only the
+PostgreSQL tests run, every PostgreSQL class connecting through the PgBouncer
+of ``scripts/servers.py`` in transaction mode, with ``transaction_pooling=True``.
 """
 
 from __future__ import annotations
@@ -40,9 +44,15 @@ def sqlite_path(name: str = "test.db") -> str:
     return str(_sqlite_folder / name)
 
 
+#: The run of the PostgreSQL tests through PgBouncer (see the module's docstring).
+THROUGH_PGBOUNCER = os.environ.get("PEEWEE_ASYNC_PGBOUNCER", "") == "1"
+
+
 def server_settings(server: str) -> dict[str, Any]:
     if server == "sqlite":
         return {"database": sqlite_path()}
+    if server == "postgres" and THROUGH_PGBOUNCER:
+        return dict(servers.script_servers()["pgbouncer"])
     return servers.server_settings(server)
 
 
@@ -93,6 +103,11 @@ BACKENDS: dict[str, tuple[str, type[peewee_async.AsyncDatabase], dict[str, Any]]
     # connections to one file are tested on their own, in test_sqlite.py.
     "sqlite": ("sqlite", peewee_async.SqliteDatabase, {"pragmas": {"foreign_keys": 1}}),
 }
+if THROUGH_PGBOUNCER:
+    for _name, (_server, _cls, _extra) in BACKENDS.items():
+        if _server == "postgres":
+            _extra["transaction_pooling"] = True
+
 POOLED = {
     name
     for name, (_, cls, extra) in BACKENDS.items()
@@ -165,6 +180,20 @@ def _sync_reset(database: peewee_async.AsyncDatabase, models: list[type[peewee.M
         finally:
             database.close()
             database.allow_sync = previous
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Through PgBouncer, only the tests of PostgreSQL classes run."""
+    if not THROUGH_PGBOUNCER:
+        return
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        values = params.params.values() if params is not None else ()
+        on_postgres = any(isinstance(v, str) and BACKENDS.get(v, ("",))[0] == "postgres" for v in values)
+        (kept if on_postgres else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @pytest.fixture(params=list(BACKENDS))

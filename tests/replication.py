@@ -25,6 +25,9 @@ from .models import ALL_MODELS
 
 SCRIPT = servers.ROOT / "scripts" / "servers.py"
 
+#: What a PostgreSQL class needs behind the script's PgBouncer (transaction pooling).
+BOUNCER_OPTIONS = {"transaction_pooling": True}
+
 #: Every class that takes replicas: all but SQLite.
 REPLICATED = sorted(name for name, (server, _, _) in BACKENDS.items() if server != "sqlite")
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import peewee
 
 from ..cursor import FetchedCursor
 from .driver import (
@@ -23,6 +27,31 @@ if TYPE_CHECKING:
 aiopg = optional_import("aiopg")
 psycopg2 = optional_import("psycopg2")
 extensions = optional_import("psycopg2.extensions")
+
+
+@functools.cache
+def _libpq() -> ctypes.CDLL:
+    """The libpq that psycopg2 runs on (its own copy in psycopg2-binary): symbols found through its module."""
+    library = ctypes.CDLL(psycopg2._psycopg.__file__)
+    library.PQgetCancel.restype = ctypes.c_void_p
+    library.PQgetCancel.argtypes = [ctypes.c_void_p]
+    library.PQcancel.restype = ctypes.c_int
+    library.PQcancel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    library.PQfreeCancel.restype = None
+    library.PQfreeCancel.argtypes = [ctypes.c_void_p]
+    return library
+
+
+def _send_cancel(cancel: int) -> str | None:
+    """PQcancel, then PQfreeCancel of ``cancel``; libpq's error message, or ``None`` once sent."""
+    libpq = _libpq()
+    try:
+        errors = ctypes.create_string_buffer(256)
+        if libpq.PQcancel(cancel, errors, len(errors)):
+            return None
+        return errors.value.decode(errors="replace")
+    finally:
+        libpq.PQfreeCancel(cancel)
 
 
 class AiopgDriver(PostgresqlDriver):
@@ -77,9 +106,18 @@ class AiopgDriver(PostgresqlDriver):
         return bool(raw.closed) or server_said_goodbye(raw.raw.fileno())
 
     async def cancel_request(self, conn: ConnectionHolder, timeout: float) -> None:
-        # psycopg2's cancel() (libpq's PQcancel) blocks while it sends the request:
-        # in a thread. aiopg's own cancel() refuses async connections.
-        await asyncio.to_thread(conn.raw.raw.cancel)
+        # aiopg's cancel() refuses async connections, and psycopg2's holds the
+        # GIL while libpq sends the request: a pooler that does not answer would
+        # stop the whole process. libpq's own functions through ctypes release it.
+        libpq = _libpq()
+        cancel = libpq.PQgetCancel(conn.raw.raw.pgconn_ptr)
+        if not cancel:
+            raise peewee.OperationalError("libpq gave no cancel handle for the connection")
+        # A thread of its own, which frees the handle itself: awaiting it is
+        # bounded by the pool's cancel_grace, and the thread may outlive the wait.
+        error = await asyncio.to_thread(_send_cancel, cancel)
+        if error is not None:
+            raise peewee.OperationalError(f"libpq could not send the cancel request: {error}")
 
     def session_id(self, conn: ConnectionHolder) -> int:
         return int(conn.raw.raw.get_backend_pid())

@@ -120,7 +120,11 @@ class PostgresqlFamily(AsyncDatabase):
                 "peewee's sync side connects through libpq. Give libpq's settings instead "
                 "(sslmode='verify-full', sslrootcert='/path/to/ca.pem'): both sides take those."
             )
-        return super()._connect()
+        conn = super()._connect()
+        if self.transaction_pooling and hasattr(conn, "prepare_threshold"):
+            # psycopg 3 (peewee 4's sync side) prepares a statement run often: not through a pooler.
+            conn.prepare_threshold = None
+        return conn
 
     @property
     def register_hstore(self) -> bool:
