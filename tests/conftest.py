@@ -48,6 +48,14 @@ def sqlite_path(name: str = "test.db") -> str:
 THROUGH_PGBOUNCER = os.environ.get("PEEWEE_ASYNC_PGBOUNCER", "") == "1"
 
 
+def url_options(server: str, *options: str) -> str:
+    """The query string of a database URL of ``server`` with ``options`` ("name=value"), and what
+    this run needs (``transaction_pooling``): ``""`` or ``"?..."``."""
+    if server == "postgres" and THROUGH_PGBOUNCER:
+        options = (*options, "transaction_pooling=true")
+    return "?" + "&".join(options) if options else ""
+
+
 def server_settings(server: str) -> dict[str, Any]:
     if server == "sqlite":
         return {"database": sqlite_path()}
@@ -182,8 +190,17 @@ def _sync_reset(database: peewee_async.AsyncDatabase, models: list[type[peewee.M
             database.allow_sync = previous
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "direct_server: the test needs the server itself, not a pooler in front of it: it finds the "
+        "server session of a connection by its process id (to watch or kill it), which a pooler "
+        "hides, or tests the server's own login; not run through PgBouncer",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Through PgBouncer, only the tests of PostgreSQL classes run."""
+    """Through PgBouncer, only the tests of PostgreSQL classes run, but those marked direct_server."""
     if not THROUGH_PGBOUNCER:
         return
     kept, dropped = [], []
@@ -191,7 +208,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(item, "callspec", None)
         values = params.params.values() if params is not None else ()
         on_postgres = any(isinstance(v, str) and BACKENDS.get(v, ("",))[0] == "postgres" for v in values)
-        (kept if on_postgres else dropped).append(item)
+        direct = item.get_closest_marker("direct_server") is not None
+        (kept if on_postgres and not direct else dropped).append(item)
     config.hook.pytest_deselected(items=dropped)
     items[:] = kept
 

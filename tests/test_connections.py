@@ -578,6 +578,7 @@ def run_loops_script(backend: str) -> tuple[dict[str, Any], str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
+@pytest.mark.direct_server
 def test_database_reused_after_its_event_loop_closed(backend):
     server_only(backend)
     result, _ = run_loops_script(backend)
@@ -585,6 +586,7 @@ def test_database_reused_after_its_event_loop_closed(backend):
     assert result["new_sid"] != result["old_sid"]  # with a new connection
 
 
+@pytest.mark.direct_server
 def test_connections_of_a_closed_event_loop_are_closed(backend):
     server_only(backend)
     # When the database moves on to a new loop, it closes the connections of the

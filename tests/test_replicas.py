@@ -157,7 +157,8 @@ async def test_a_replica_that_is_down_is_skipped_and_tried_again_later(
     gone = make_database(backend, port=1, connect_timeout=2)
     db = make_database(backend, replicas=[gone], replica_retry_after=0.3)
     objects = Manager(db)
-    port = db.connect_params["port"]
+    async with objects.primary():
+        port = await objects.scalar(_where(db, backend))  # the server's own, behind any pooler
 
     def logged(text: str) -> list[logging.LogRecord]:
         return [record for record in caplog.records if text in record.getMessage()]

@@ -129,7 +129,9 @@ class ErrorMap:
         if self._messages:
             for cls, message in self._messages.items():
                 if isinstance(exc, cls):
-                    return target(exc, f"{driver_message(exc)}. {message}")
+                    # The driver's first line only: its hint may name a setting of its own.
+                    reason = driver_message(exc).split("\n", 1)[0].rstrip(".")
+                    return target(exc, f"{reason}. {message}")
         # As peewee's ExceptionWrapper makes them: str() shows the driver's message.
         return target(exc, *exc.args)
 

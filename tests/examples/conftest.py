@@ -23,7 +23,7 @@ import pytest
 
 import peewee_async
 
-from ..conftest import _require_server, server_settings
+from ..conftest import _require_server, server_settings, url_options
 from ..servers import ROOT
 
 _missing = [
@@ -62,7 +62,8 @@ def server_url(target: str) -> str:
     credentials = quote(settings["user"], safe="")
     if settings["password"]:
         credentials += ":" + quote(settings["password"], safe="")
-    return f"{scheme}+pool://{credentials}@{settings['host']}:{settings['port']}/{settings['database']}"
+    where = f"{settings['host']}:{settings['port']}/{settings['database']}"
+    return f"{scheme}+pool://{credentials}@{where}{url_options(server)}"
 
 
 @pytest.fixture(scope="module", params=["sqlite", *TARGETS])

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from ..conftest import _require_server, server_settings
+from ..conftest import _require_server, server_settings, url_options
 from ..servers import ROOT
 from .conftest import TARGETS
 
@@ -73,7 +73,7 @@ def url_of(target: str) -> str:
     password = f":{quote(settings['password'], safe='')}" if settings["password"] else ""
     return (
         f"{scheme}://{quote(settings['user'], safe='')}{password}@{settings['host']}:{settings['port']}"
-        f"/{settings['database']}"
+        f"/{settings['database']}{url_options(server)}"
     )
 
 

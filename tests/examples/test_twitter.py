@@ -27,7 +27,7 @@ import peewee_async
 from examples.twitter import auth
 from examples.twitter.models import MODELS, Message, Relationship, User
 
-from ..conftest import _require_server, server_settings
+from ..conftest import _require_server, server_settings, url_options
 from ..servers import ROOT
 from .conftest import TARGETS
 
@@ -143,7 +143,7 @@ def database_url(target: str, tmp_path: Path) -> str:
     if settings["password"]:
         credentials += ":" + quote(settings["password"], safe="")
     where = f"{settings['host']}:{settings['port']}/{settings['database']}"
-    return f"{scheme}+pool://{credentials}@{where}?max_connections=4"
+    return f"{scheme}+pool://{credentials}@{where}{url_options(server, 'max_connections=4')}"
 
 
 def drop_tables(url: str) -> None:

@@ -232,7 +232,14 @@ def _monitor(server: str) -> peewee.Database:
         name = settings.pop("database")
         cls = peewee.PostgresqlDatabase if server == "postgres" else peewee.MySQLDatabase
         _monitors[server] = cls(name, autoconnect=True, **settings)
-    return _monitors[server]
+    monitor = _monitors[server]
+    if not monitor.is_closed() and not monitor.is_connection_usable():
+        # Its server (or the PgBouncer in front) restarted since: connect anew.
+        try:
+            monitor.close()
+        except peewee.DatabaseError:
+            monitor._state.reset()
+    return monitor
 
 
 @atexit.register

@@ -29,6 +29,8 @@ from .server_checks import (
     wait_running,
 )
 
+pytestmark = pytest.mark.direct_server
+
 KILL_BACKENDS = [
     "postgres", "postgres-pool", "psycopg", "psycopg-pool", "mysql", "mysql-pool", "asyncmy", "asyncmy-pool",
 ]  # fmt: skip
@@ -151,3 +153,31 @@ async def test_sqlite_closed_inside_transaction(sqlite_db):
     assert sqlite_db.pool.used == 0
     assert await objects.count(TestModel.select()) == 0
     assert sqlite_db.pool.size == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres-pool"], indirect=True)
+async def test_a_new_connection_on_the_socket_number_of_a_killed_one(db, objects, backend):
+    """aiopg: a connection opened before the pool drops a killed one gets its socket number.
+
+    It connects, and dropping the dead one leaves the new one's registration
+    with the event loop alone.
+    """
+    await fill_pool(db, backend, 2)
+    pool = db.pool
+    first, second = await pool.acquire(), await pool.acquire()
+    killed = session_of(backend, first)
+    pool.release(first)
+    kill_sessions(backend, [killed])
+    await asyncio.sleep(0.05)  # aiopg reads the server's goodbye; libpq closes the socket
+    fresh = await asyncio.wait_for(pool._connect(), 10)  # as a busy pool opens one
+    try:
+        assert session_of(backend, fresh).fd == killed.fd
+        pool.release(second)
+        # The next statements drop the dead connection and run on live ones, the new one too.
+        for _ in range(4):
+            result = await asyncio.wait_for(db.execute_sql_async("SELECT 3"), 10)
+            assert result.fetchone()[0] == 3
+        result = await asyncio.wait_for(pool.execute(fresh, "SELECT 4", ()), 10)
+        assert result.fetchone()[0] == 4
+    finally:
+        pool.release(fresh)

@@ -113,6 +113,7 @@ def stream_connection(db: peewee_async.AsyncDatabase) -> object:
     return conn
 
 
+@pytest.mark.direct_server
 @pytest.mark.parametrize("backend", KILL_BACKENDS, indirect=True)
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "atomic"])
 async def test_stream_session_killed(db, objects, backend, observer, in_transaction):

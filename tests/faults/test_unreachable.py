@@ -61,6 +61,7 @@ async def test_wrong_port(backend):
     assert "Connection refused" in str(error) or "Connect call failed" in str(error), str(error)
 
 
+@pytest.mark.direct_server  # PgBouncer here trusts every login
 async def test_wrong_credentials(backend):
     if BACKENDS[backend][0] == "postgres":
         database = make_database(backend, user="no_such_user_faults", connect_timeout=CONNECT_TIMEOUT)
