@@ -145,24 +145,19 @@ def caught_up(backend: str, seconds: float = 20) -> None:
 
 def pause_replay(backend: str) -> None:
     """The replica stops applying the primary's changes: it lags from now on."""
-    _, replica_name = names(backend)
-    replica = admin(replica_name)
-    with replica.connection_context():
-        if replica_name.startswith("postgresql"):
-            replica.execute_sql("SELECT pg_wal_replay_pause()")
-        else:
-            replica.execute_sql("STOP SLAVE SQL_THREAD")
+    _replay(backend, "SELECT pg_wal_replay_pause()", "STOP SLAVE SQL_THREAD")
 
 
 def resume_replay(backend: str) -> None:
     """The replica applies the primary's changes again."""
+    _replay(backend, "SELECT pg_wal_replay_resume()", "START SLAVE SQL_THREAD")
+
+
+def _replay(backend: str, postgresql: str, mariadb: str) -> None:
     _, replica_name = names(backend)
     replica = admin(replica_name)
     with replica.connection_context():
-        if replica_name.startswith("postgresql"):
-            replica.execute_sql("SELECT pg_wal_replay_resume()")
-        else:
-            replica.execute_sql("START SLAVE SQL_THREAD")
+        replica.execute_sql(postgresql if replica_name.startswith("postgresql") else mariadb)
 
 
 def port_sql(backend: str) -> str:

@@ -28,6 +28,22 @@ State = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Datadir:
+    """A server's folder under BASE (its logs, socket, pid file) and the data directory in it."""
+
+    name: str
+    port: int
+
+    @property
+    def folder(self) -> pathlib.Path:
+        return BASE / self.name
+
+    @property
+    def data(self) -> pathlib.Path:
+        return self.folder / "data"
+
+
+@dataclass(frozen=True)
 class Server:
     """One server of ours, as the command line drives it."""
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from .certificates import TLS_USER, certificates, server_copy, tls_password
 from .common import (
-    BASE,
     HOST,
     IS_ROOT,
+    Datadir,
     Server,
     Settings,
     State,
@@ -36,19 +36,8 @@ def missing() -> str | None:
 
 
 @dataclass(frozen=True)
-class Instance:
+class Instance(Datadir):
     """One datadir and the mariadbd serving it, reached as root over its own socket."""
-
-    name: str
-    port: int
-
-    @property
-    def folder(self) -> pathlib.Path:
-        return BASE / self.name
-
-    @property
-    def data(self) -> pathlib.Path:
-        return self.folder / "data"
 
     @property
     def socket(self) -> pathlib.Path:

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 
 from .certificates import CERT_USER, TLS_USER, certificates, server_copy, tls_password
-from .common import BASE, HOST, Server, Settings, State, folder_for, give, run, say, succeeds, wait_for
+from .common import HOST, Datadir, Server, Settings, State, folder_for, give, run, say, succeeds, wait_for
 
 STANDBY_NAME = "postgresql-standby"
 
@@ -25,19 +25,8 @@ def pg_bin(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Cluster:
+class Cluster(Datadir):
     """One data directory and the postmaster serving it, reached as ``postgres`` over its own socket."""
-
-    name: str
-    port: int
-
-    @property
-    def folder(self) -> pathlib.Path:
-        return BASE / self.name
-
-    @property
-    def data(self) -> pathlib.Path:
-        return self.folder / "data"
 
     def ready(self) -> bool:
         if missing() or not (self.data / "postmaster.pid").exists():
