@@ -60,7 +60,10 @@ def server_settings(server: str) -> dict[str, Any]:
     if server == "sqlite":
         return {"database": sqlite_path()}
     if server == "postgres" and THROUGH_PGBOUNCER:
-        return dict(servers.script_servers()["pgbouncer"])
+        state = servers.script_servers()
+        if "pgbouncer" not in state:
+            servers.fail_or_skip("PgBouncer is not running: start it with `python scripts/servers.py start`")
+        return dict(state["pgbouncer"])
     return servers.server_settings(server)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -137,6 +138,29 @@ async def test_reads_take_the_replicas_in_turn(cluster: tuple[str, AsyncDatabase
         finally:
             await primary.close_async()
     assert first.pool is None and second.pool is None  # closed with the primary
+
+
+async def test_a_replica_bounds_its_reads_with_its_own_query_timeout(
+    cluster: tuple[str, AsyncDatabase, AsyncDatabase],
+) -> None:
+    """The server that runs a read bounds it: the replica's query_timeout, for reads as for streams."""
+    backend, db, replica = cluster
+    replica.query_timeout = 0.3
+    objects = Manager(db)
+    sleep = "pg_sleep" if BACKENDS[backend][0] == "postgres" else "SLEEP"
+
+    def sleeping(seconds: float) -> Any:
+        return peewee.Select(columns=[peewee.SQL(f"{sleep}({seconds})")]).bind(db)
+
+    on_replica = re.escape(f"query_timeout=0.3s on {replica.describe()}")
+    with pytest.raises(peewee_async.QueryTimeout, match=on_replica):
+        await objects.scalar(sleeping(2))
+    with pytest.raises(peewee_async.QueryTimeout, match=on_replica):
+        async with objects.iterate(sleeping(2)) as rows:
+            async for _ in rows:
+                pass
+    async with objects.primary():  # the primary has no query_timeout
+        await objects.scalar(sleeping(0.5))
 
 
 # -- a replica that cannot be reached ------------------------------------------

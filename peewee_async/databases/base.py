@@ -545,11 +545,17 @@ class AsyncDatabase:
         return True
 
     async def _read_on_replica(
-        self, source: ConnectionSource, sql: str, params: Sequence[Any], timeout: float | None
+        self, source: ConnectionSource, sql: str, params: Sequence[Any], query_timeout: float | None
     ) -> FetchedCursor:
-        """Run a read on ``source``, a replica's pool; if the replica is gone, run it again elsewhere."""
+        """Run a read on ``source``, a replica's pool; if the replica is gone, run it again elsewhere.
+
+        The server that runs it bounds it with its own ``query_timeout`` (as it
+        does its streams), unless the call gave one.
+        """
         while True:
             started = time.monotonic()
+            runner: Any = getattr(source, "database", self)
+            timeout = runner.query_timeout if query_timeout is None else query_timeout
             try:
                 result = await source.execute(None, sql, params, timeout)
             except UNREACHABLE_ERRORS as exc:
@@ -649,11 +655,11 @@ class AsyncDatabase:
             sql, params = compile_query(self, statement)
         if query_logger.isEnabledFor(logging.DEBUG):
             query_logger.debug((sql, params))
-        timeout = self.query_timeout if query_timeout is None else query_timeout
         if self._replicas is None or conn is not None or getattr(source, "database", self) is self:
+            timeout = self.query_timeout if query_timeout is None else query_timeout
             running = source.execute(conn, sql, params, timeout)
         else:
-            running = self._read_on_replica(source, sql, params, timeout)
+            running = self._read_on_replica(source, sql, params, query_timeout)
         hooks = getattr(self, "query_hooks", None)
         if not hooks:
             # One await between the caller and the driver: each coroutine layer

@@ -172,14 +172,16 @@ async def wait_for_no_running_statements(db: peewee_async.AsyncDatabase) -> None
 def server_statements(db: peewee_async.AsyncDatabase) -> list[Any]:
     """Statements of ``db``'s database that the server is running (not counting ours here)."""
     if isinstance(db, peewee.PostgresqlDatabase):
-        cursor = _monitor("postgres").execute_sql(
+        cursor = _monitor_sql(
+            "postgres",
             "SELECT pid, state, query FROM pg_stat_activity WHERE datname = %s "
             "AND state NOT LIKE 'idle%%' AND pid <> pg_backend_pid()",
             (db.database,),
         )
         return list(cursor.fetchall())
     if isinstance(db, peewee.MySQLDatabase):
-        cursor = _monitor("mysql").execute_sql(
+        cursor = _monitor_sql(
+            "mysql",
             "SELECT id, command, info FROM information_schema.processlist "
             "WHERE db = %s AND command NOT IN ('Sleep', 'Daemon') AND id <> CONNECTION_ID()",
             (db.database,),
@@ -191,7 +193,8 @@ def server_statements(db: peewee_async.AsyncDatabase) -> list[Any]:
 def server_transactions(db: peewee_async.AsyncDatabase) -> list[Any]:
     """Sessions of ``db``'s database that the server sees inside a transaction (not counting ours here)."""
     if isinstance(db, peewee.PostgresqlDatabase):
-        cursor = _monitor("postgres").execute_sql(
+        cursor = _monitor_sql(
+            "postgres",
             "SELECT pid, state, query FROM pg_stat_activity WHERE datname = %s "
             "AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()",
             (db.database,),
@@ -232,14 +235,24 @@ def _monitor(server: str) -> peewee.Database:
         name = settings.pop("database")
         cls = peewee.PostgresqlDatabase if server == "postgres" else peewee.MySQLDatabase
         _monitors[server] = cls(name, autoconnect=True, **settings)
-    monitor = _monitors[server]
-    if not monitor.is_closed() and not monitor.is_connection_usable():
-        # Its server (or the PgBouncer in front) restarted since: connect anew.
+    return _monitors[server]
+
+
+def _monitor_sql(server: str, sql: str, params: tuple[Any, ...]) -> Any:
+    """``sql`` run by the monitor of ``server``; once more on a new connection if its own broke.
+
+    The server, or the PgBouncer in front of it, may have restarted since the
+    monitor's last query (the scaling-out tests restart them).
+    """
+    monitor = _monitor(server)
+    try:
+        return monitor.execute_sql(sql, params)
+    except (peewee.OperationalError, peewee.InterfaceError):
         try:
             monitor.close()
         except peewee.DatabaseError:
             monitor._state.reset()
-    return monitor
+        return monitor.execute_sql(sql, params)
 
 
 @atexit.register

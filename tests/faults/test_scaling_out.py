@@ -243,6 +243,12 @@ class Transactions:
         uncertain = {text for text in alphas.values() if text not in committed}
         assert committed <= set(alphas.values())
         assert len(uncertain) <= len(lost)
+        # Shown with -s (or -rP): the figures of the run.
+        print(
+            f"{len(self.committed)} transactions committed ({self.after_restart} after the restart), "
+            f"{len(lost)} ConnectionLost, {len(self.errors) - len(lost)} other errors "
+            f"(could not connect while the server was down), {len(uncertain)} cut off at COMMIT yet committed"
+        )
         pool = database.pool
         assert pool is not None
         await pool.settle()
