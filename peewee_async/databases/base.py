@@ -187,7 +187,7 @@ class AsyncDatabase:
         self._set_options(**options)
         self._check_options(database)
         if replicas is not _KEEP:
-            self._replicas = ReplicaSet(self, replicas, self.replica_retry_after) if replicas else None
+            self._replicas = ReplicaSet(replicas, self.replica_retry_after) if replicas else None
         elif self._replicas is not None:
             self._replicas.retry_after = self.replica_retry_after
         self.driver.init_options(kwargs)

@@ -31,6 +31,9 @@ logger = logging.getLogger("peewee.async")
 #: Seconds a replica that could not be reached is skipped before a read tries it again.
 DEFAULT_RETRY_AFTER = 5.0
 
+#: What the retry of a read cut off on a replica catches: the errors a server going away raises.
+UNREACHABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
 
 def mark_unreachable(error: BaseException) -> BaseException:
     """Note on ``error`` that it came from opening a connection: the server could not be reached."""
@@ -46,8 +49,7 @@ def unreachable(error: BaseException) -> bool:
 class ReplicaSet:
     """The replicas of one primary, taken in turn, skipping those found down."""
 
-    def __init__(self, primary: AsyncDatabase, replicas: Sequence[AsyncDatabase], retry_after: float) -> None:
-        self.primary = primary
+    def __init__(self, replicas: Sequence[AsyncDatabase], retry_after: float) -> None:
         self.members: tuple[AsyncDatabase, ...] = tuple(replicas)
         self.retry_after = retry_after
         self._next = 0
@@ -141,7 +143,3 @@ def check_replicas(primary: AsyncDatabase, replicas: Any) -> None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
-
-
-# What the retry of a read cut off on a replica catches: the errors a server going away raises.
-UNREACHABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
