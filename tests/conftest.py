@@ -60,10 +60,7 @@ def server_settings(server: str) -> dict[str, Any]:
     if server == "sqlite":
         return {"database": sqlite_path()}
     if server == "postgres" and THROUGH_PGBOUNCER:
-        state = servers.script_servers()
-        if "pgbouncer" not in state:
-            servers.fail_or_skip("PgBouncer is not running: start it with `python scripts/servers.py start`")
-        return dict(state["pgbouncer"])
+        return servers.script_server("pgbouncer")
     return servers.server_settings(server)
 
 

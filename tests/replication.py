@@ -39,22 +39,13 @@ def names(backend: str) -> tuple[str, str]:
     return "mariadb-primary", "mariadb-replica"
 
 
-def settings(name: str) -> dict[str, Any]:
-    """The connection settings of one of the script's servers; skips (fails under CI) without them."""
-    state = servers.script_servers()
-    if name not in state:
-        message = f"{name} is not running: start it with `python scripts/servers.py start`"
-        servers.fail_or_skip(message)
-    return dict(state[name])
-
-
 def cluster(backend: str, **options: Any) -> tuple[AsyncDatabase, AsyncDatabase]:
     """``(primary, replica)`` of ``backend``'s class on the script's servers; the primary has the replica."""
     _, cls, extra = BACKENDS[backend]
     extra = {**extra, **options}
     primary_name, replica_name = names(backend)
-    replica = _database(cls, settings(replica_name), extra)
-    primary = _database(cls, settings(primary_name), {**extra, "replicas": [replica]})
+    replica = _database(cls, servers.script_server(replica_name), extra)
+    primary = _database(cls, servers.script_server(primary_name), {**extra, "replicas": [replica]})
     return primary, replica
 
 
@@ -87,7 +78,7 @@ def client_sessions(name: str) -> int:
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )
         return int(_scalar(database, sql))
-    user = settings(name)["user"]
+    user = servers.script_server(name)["user"]
     sql = "SELECT count(*) FROM information_schema.processlist WHERE user = %s"
     return int(_scalar(database, sql, (user,)))
 
@@ -110,7 +101,7 @@ def _database(cls: type[AsyncDatabase], config: dict[str, Any], extra: dict[str,
 
 def admin(name: str) -> peewee.Database:
     """A sync peewee database on server ``name`` as its administrator (replay control, checks)."""
-    config = settings(name)
+    config = servers.script_server(name)
     if name.startswith("postgresql"):
         return peewee.PostgresqlDatabase(
             config["database"], host=config["host"], port=config["port"], user="postgres"

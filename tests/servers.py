@@ -58,6 +58,14 @@ def script_servers() -> dict[str, Any]:
     return state
 
 
+def script_server(name: str) -> dict[str, Any]:
+    """The settings of one server of ``scripts/servers.py``; skips (fails under CI) without it."""
+    state = script_servers()
+    if name not in state:
+        fail_or_skip(f"{name} is not running: start it with `python scripts/servers.py start`")
+    return dict(state[name])
+
+
 def fail_or_skip(message: str) -> NoReturn:
     """Skip the calling test, saying ``message``; under CI, where every server must run, fail it."""
     if in_ci():

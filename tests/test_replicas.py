@@ -19,7 +19,7 @@ import pytest
 import peewee_async
 from peewee_async import AsyncDatabase, Manager
 
-from . import replication
+from . import replication, servers
 from .conftest import BACKENDS, _require_server, make_database
 from .models import ALL_MODELS, TestModel
 
@@ -58,8 +58,8 @@ async def test_reads_run_on_the_replica_and_the_rest_on_the_primary(
 ) -> None:
     backend, db, replica = cluster
     objects = Manager(db)
-    primary_port = replication.settings(replication.names(backend)[0])["port"]
-    replica_port = replication.settings(replication.names(backend)[1])["port"]
+    primary_port = servers.script_server(replication.names(backend)[0])["port"]
+    replica_port = servers.script_server(replication.names(backend)[1])["port"]
     await objects.create(TestModel, text="old", data="1")
     replication.caught_up(backend)
     replication.pause_replay(backend)

@@ -439,16 +439,22 @@ class AsyncDatabase:
                 peewee.OperationalError(f"Could not connect to {self.describe()} within {timeout}s.")
             ) from None
         if self.server_version is None:
-            # peewee reads the server version at its sync connect(), and the
-            # version changes the SQL it writes (e.g. MySQL's compound-select
-            # parentheses): read it before the first async query is compiled.
-            conn = await pool.acquire()
-            try:
-                self._set_server_version(self.driver.version_source(conn))
-            finally:
-                pool.release(conn)
+            await self._read_server_version(pool)
         self._pool = pool
         return pool
+
+    async def _read_server_version(self, pool: Pool) -> None:
+        """Set the server version from a connection of ``pool`` (ours, or a replica's).
+
+        peewee reads it at its sync connect(), and the version changes the
+        SQL it writes (e.g. MySQL's compound-select parentheses): it is read
+        before the first async query is compiled.
+        """
+        conn = await pool.acquire()
+        try:
+            self._set_server_version(pool.driver.version_source(conn))
+        finally:
+            pool.release(conn)
 
     # -- task-local transactions ----------------------------------------
 
@@ -526,13 +532,8 @@ class AsyncDatabase:
                     replicas.failed(replica, exc)
                     continue
             if self.server_version is None:
-                # peewee's SQL may depend on the server version, read when our
-                # own pool opens; reads alone never open it, so read it here.
-                conn = await pool.acquire()
-                try:
-                    self._set_server_version(replica.driver.version_source(conn))
-                finally:
-                    pool.release(conn)
+                # Reads alone never open our own pool, which reads it.
+                await self._read_server_version(pool)
             return pool
         return None
 

@@ -165,7 +165,7 @@ async def test_replica_stopped_under_load(
         assert not errors, _failed(errors)
         assert load.done == TASKS
         await load.check_committed()
-        port = replication.settings(replica_name)["port"]
+        port = servers.script_server(replica_name)["port"]
         where = peewee.Select(columns=[peewee.SQL(replication.port_sql(backend))]).bind(db)
         assert await objects.scalar(where) != port  # on the primary while the replica is down
 
@@ -278,7 +278,7 @@ async def bounced(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, As
     """``(backend, database)`` of the backend's class through the script's PgBouncer."""
     backend: str = request.param
     _, cls, extra = BACKENDS[backend]
-    config = replication.settings("pgbouncer")
+    config = servers.script_server("pgbouncer")
     name = config.pop("database")
     database = servers.new_database(
         cls, name, **{**config, **extra, "max_connections": POOL_SIZE, **replication.BOUNCER_OPTIONS}
