@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"small runs, {QUICK_ROUNDS} rounds (well under a minute a backend)",
+        help=f"small runs, {QUICK_ROUNDS} rounds (about a minute a backend)",
     )
     p.add_argument("--rounds", type=int, help=f"rounds (default {QUICK_ROUNDS} quick, {FULL_ROUNDS} full)")
     p.add_argument(

@@ -34,7 +34,10 @@ from .settings import ROOT
 from .sides import (
     BACKENDS,
     DRIVERS,
+    INSERT_MANY_NAME,
     ITEMS,
+    PAGE,
+    PAGES,
     REFERENCES,
     AsyncSide,
     RawSide,
@@ -42,6 +45,7 @@ from .sides import (
     async_database,
     by_reference,
     fill_stream_sql,
+    fill_timeline,
     sync_database,
 )
 
@@ -54,8 +58,17 @@ WORKLOADS: dict[str, tuple[int, int, str]] = {
     "txn-c16": (96, 960, "atomic get + update, 16 tasks at once"),
     "count": (300, 3000, "COUNT(*)"),
     "stream": (20_000, 1_000_000, "rows streamed"),
+    "get-expr": (300, 3000, "one row by a select query, objects.get(Item.select().where(...))"),
+    "join-20": (100, 1000, "20 messages joined to their authors, two models a row"),
+    "count-where": (300, 3000, "COUNT(*) of a filtered select"),
+    "update-where": (150, 1500, "UPDATE ... SET value = value + 1 WHERE id = ..."),
+    "page-20": (12, 100, "a page of 20 joined messages and the COUNT(*) of all, two statements"),
+    "insert-many-100": (30, 300, "insert_many() of 100 rows, one statement"),
+    "app-mix": (50, 500, "the twitter example's private timeline: get the user, then count and page at once"),
 }
 SIDES = ("async", "raw", "sync")
+#: Workloads whose rows are deleted after each run (untimed), so that the item table stays small.
+GROWING = ("insert-many-100",)
 #: The fourth contender of a backend with a reference: the raw side of REFERENCES[backend].
 REFERENCE = "ref"
 QUICK_ROUNDS = 3
@@ -107,19 +120,25 @@ class Bench:
         self.raw: RawSide | None = None
         self.ref: RawSide | None = None
         self.ids: list[int] = []
+        self.user_ids: list[int] = []
+        self.message_ids: list[int] = []  # in ascending order
+
+    def models(self) -> list[type[peewee.Model]]:
+        sync = self.sync
+        return [sync.Item, sync.StreamRow, sync.User, sync.Relationship, sync.Message]
 
     def create_tables(self) -> None:
         db = self.sync.database
-        models = [self.sync.Item, self.sync.StreamRow]
-        db.drop_tables(models)
-        db.create_tables(models)
+        db.drop_tables(self.models())
+        db.create_tables(self.models())
         self.sync.Item.insert_many([{"name": f"item {i}", "value": i} for i in range(ITEMS)]).execute()
         db.execute_sql(fill_stream_sql(self.backend, self.sync.StreamRow._meta.table_name, self.stream_rows))
+        fill_timeline(self.backend, self.sync.User, self.sync.Relationship, self.sync.Message)
         db.close()
 
     def drop_tables(self) -> None:
         db = self.sync.database
-        db.drop_tables([self.sync.Item, self.sync.StreamRow])
+        db.drop_tables(self.models())
         db.close()
 
     def server_version(self) -> str:
@@ -137,7 +156,11 @@ class Bench:
             # The same server, so the same tables: it reads what the others read.
             self.ref = await RawSide.open(REFERENCES[self.backend], self.sqlite_path, self.tag)
         self.sync.database.connect(reuse_if_open=True)
-        self.ids = [row[0] for row in self.sync.Item.select(self.sync.Item.id).tuples()]
+        sync = self.sync
+        self.ids = [row[0] for row in sync.Item.select(sync.Item.id).tuples()]
+        self.user_ids = [row[0] for row in sync.User.select(sync.User.id).tuples()]
+        message = sync.Message
+        self.message_ids = [row[0] for row in message.select(message.id).order_by(message.id).tuples()]
 
     async def close(self) -> None:
         # Each contender is closed once, though run_backend calls this again on its way out.
@@ -155,8 +178,17 @@ class Bench:
         return {"async": self.async_, "raw": self.raw, "sync": self.sync, REFERENCE: self.ref}[name]
 
     def argument(self, workload: str, n: int, rng: random.Random) -> Any:
-        if workload in ("get", "get-c32", "txn-c16"):
+        if workload in ("get", "get-c32", "txn-c16", "get-expr", "update-where"):
             return [rng.choice(self.ids) for _ in range(n)]
+        if workload == "count-where":
+            return [rng.randrange(ITEMS) for _ in range(n)]
+        if workload == "join-20":
+            # The 20 messages up to a random id: never fewer than 20 of them.
+            return [rng.choice(self.message_ids[PAGE - 1 :]) for _ in range(n)]
+        if workload == "page-20":
+            return [rng.randint(1, PAGES) for _ in range(n)]
+        if workload == "app-mix":
+            return [rng.choice(self.user_ids) for _ in range(n)]
         return n
 
     async def run(self, side: str, workload: str, argument: Any) -> float:
@@ -168,6 +200,10 @@ class Bench:
         if inspect.isawaitable(done):
             done = await done
         elapsed = time.perf_counter() - start
+        if workload in GROWING:
+            # Not timed: the next run, and the other workloads, find the table as it was.
+            item = self.sync.Item
+            item.delete().where(item.name == INSERT_MANY_NAME).execute()
         return float(done) / elapsed
 
 
@@ -311,16 +347,17 @@ def format_result(result: Result, plan: Plan) -> str:
     # peewee-async's rate over it as a third ratio, after the usual two.
     ref_rate = f"{'raw ' + DRIVERS[reference]:>14}" if reference else ""
     ref_ratio = f"{'async/' + DRIVERS[reference]:>16}" if reference else ""
+    width = max(14, 1 + max(map(len, result.rates), default=0))  # the longest workload's name and a space
     lines = [
         f"{title}; {pool}; median of {plan.rounds} round(s), operations per second",
-        f"{'workload':<14}{'peewee-async':>14}{'raw driver':>14}{'sync peewee':>14}{ref_rate}"
+        f"{'workload':<{width}}{'peewee-async':>14}{'raw driver':>14}{'sync peewee':>14}{ref_rate}"
         f"{'async/raw':>11}{'async/sync':>12}{ref_ratio}"
         + (f"{'async/raw per round':>22}" if plan.spread else ""),
     ]
     for workload, by_side in result.rates.items():
         medians = {side: statistics.median(values) for side, values in by_side.items()}
         line = (
-            f"{workload:<14}"
+            f"{workload:<{width}}"
             + "".join(f"{medians[side]:>14,.0f}" for side in sides)
             + f"{medians['async'] / medians['raw']:>11.2f}{medians['async'] / medians['sync']:>12.2f}"
         )

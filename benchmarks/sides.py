@@ -19,6 +19,7 @@ returns how many it did; :mod:`benchmarks.harness` times it.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
@@ -33,8 +34,22 @@ from .settings import server_settings
 POOL_SIZE = 10
 #: Rows fetched at a time by the streaming contenders.
 STREAM_CHUNK = 1000
-#: Rows of ``bench_item_<pid>``, the table of get, select-1000 and txn-c16.
+#: Rows of ``bench_item_<pid>``, the table of get, select-1000, txn-c16, count and the -where
+#: workloads, into which insert and insert-many-100 insert.
 ITEMS = 1000
+#: The timeline tables of join-20, page-20 and app-mix (``bench_user_<pid>``,
+#: ``bench_relationship_<pid>``, ``bench_message_<pid>``): USERS users, each
+#: following FOLLOWS others and the author of MESSAGES_PER_USER messages.
+USERS = 1000
+FOLLOWS = 10
+MESSAGES_PER_USER = 10
+MESSAGES = USERS * MESSAGES_PER_USER
+#: Rows of a page (join-20, page-20, app-mix) and pages that page-20 picks from.
+PAGE = 20
+PAGES = 10
+#: Rows of one insert-many-100 statement, and their name (the harness deletes them after each run).
+INSERT_MANY = 100
+INSERT_MANY_NAME = "many"
 
 BACKENDS = {
     "postgres": "PostgreSQL (aiopg)",
@@ -103,6 +118,103 @@ def make_models(database: Any, tag: str) -> tuple[Any, Any]:
     return Item, StreamRow
 
 
+def make_timeline_models(database: Any, tag: str) -> tuple[Any, Any, Any]:
+    """The twitter example's three models (see ``examples/twitter/models.py``), cut to what is read.
+
+    ``User``, ``Relationship`` (who follows whom) and ``Message``, bound to
+    ``database``; ``tag`` ends their table names, as :func:`make_models`', and
+    their indexes' names (``legacy_table_names = False``: an index is named
+    after its table, not its model, and PostgreSQL's index names are those of
+    the whole schema).
+    """
+
+    class User(peewee.Model):
+        username = peewee.CharField(unique=True, max_length=40)
+
+        class Meta:
+            table_name = f"bench_user_{tag}"
+            legacy_table_names = False
+
+    class Relationship(peewee.Model):
+        from_user = peewee.ForeignKeyField(User, backref="relationships", on_delete="CASCADE")
+        to_user = peewee.ForeignKeyField(User, backref="related_to", on_delete="CASCADE")
+
+        class Meta:
+            table_name = f"bench_relationship_{tag}"
+            legacy_table_names = False
+            indexes = ((("from_user", "to_user"), True),)
+
+    class Message(peewee.Model):
+        user = peewee.ForeignKeyField(User, backref="messages", on_delete="CASCADE")
+        content = peewee.TextField()
+        pub_date = peewee.DateTimeField(index=True)
+
+        class Meta:
+            table_name = f"bench_message_{tag}"
+            legacy_table_names = False
+
+    database.bind([User, Relationship, Message])
+    return User, Relationship, Message
+
+
+def fill_timeline(backend: str, user: Any, relationship: Any, message: Any) -> None:
+    """Fill the timeline tables (sync peewee, ``insert_many`` in batches, one transaction).
+
+    The ``i``-th user follows the next FOLLOWS users (wrapping around), so that
+    every private timeline has FOLLOWS * MESSAGES_PER_USER messages. Message
+    ``j`` is the ``(j % USERS)``-th user's; the publication dates are all
+    different and in another order than the ids. Then the server gathers the
+    tables' statistics, as it would in time on its own: right after a bulk
+    load MariaDB's still describe empty tables, and it would join 20 messages
+    to their authors by reading every user and sorting all their messages.
+    """
+    batch = 300  # rows of 3 values under SQLite's oldest limit of 999 parameters
+    start = datetime.datetime(2026, 1, 1)
+    database = user._meta.database
+    with database.atomic():
+        for first in range(0, USERS, batch):
+            names = range(first, min(first + batch, USERS))
+            user.insert_many([{"username": f"user {i}"} for i in names]).execute()
+        ids = [row[0] for row in user.select(user.id).order_by(user.id).tuples()]
+        follows = [
+            {"from_user": ids[i], "to_user": ids[(i + k) % USERS]}
+            for i in range(USERS)
+            for k in range(1, FOLLOWS + 1)
+        ]
+        messages = [
+            {
+                "user": ids[j % USERS],
+                "content": f"message {j}",
+                "pub_date": start + datetime.timedelta(minutes=j * 7919 % MESSAGES),
+            }
+            for j in range(MESSAGES)
+        ]
+        for rows, model in ((follows, relationship), (messages, message)):
+            for first in range(0, len(rows), batch):
+                model.insert_many(rows[first : first + batch]).execute()
+    analyze = "ANALYZE TABLE" if SERVERS[backend] == "mysql" else "ANALYZE"
+    for model in (user, relationship, message):
+        database.execute_sql(f"{analyze} {model._meta.table_name}")
+
+
+def _messages(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """The raw sides' objects of joined rows: a dict of the message with a dict of its author."""
+    return [
+        {"id": id_, "content": content, "pub_date": pub_date, "user": {"id": user_id, "username": username}}
+        for id_, content, pub_date, user_id, username in rows
+    ]
+
+
+def _many_rows() -> list[dict[str, Any]]:
+    """The rows of one insert-many-100 statement, as an application would hold them."""
+    return [{"name": INSERT_MANY_NAME, "value": k} for k in range(INSERT_MANY)]
+
+
+def _ph(p: str, k: int) -> str:
+    """The ``k``-th placeholder (from 1) of a statement: ``p``, or ``$k`` when ``p`` is ``$`` (asyncpg)."""
+    return f"${k}" if p == "$" else p
+
+
 def _split(ids: Sequence[int], tasks: int) -> list[Sequence[int]]:
     return [ids[k::tasks] for k in range(tasks)]
 
@@ -116,6 +228,7 @@ class AsyncSide:
         self.database = database
         self.objects = peewee_async.Manager(database)
         self.Item, self.StreamRow = make_models(database, tag)
+        self.User, self.Relationship, self.Message = make_timeline_models(database, tag)
 
     async def close(self) -> None:
         await self.database.close_async()
@@ -167,6 +280,70 @@ class AsyncSide:
                 rows += 1
         assert rows == n, (rows, n)
         return rows
+
+    async def get_expr(self, ids: Sequence[int]) -> int:
+        objects, item = self.objects, self.Item
+        for i in ids:
+            await objects.get(item.select().where(item.id == i))
+        return len(ids)
+
+    async def join_20(self, ks: Sequence[int]) -> int:
+        objects, message, user = self.objects, self.Message, self.User
+        for k in ks:
+            query = message.select(message, user).join(user).where(message.id <= k)
+            rows = await objects.execute(query.order_by(message.id.desc()).limit(PAGE))
+            assert len(rows) == PAGE, (len(rows), k)
+        return len(ks)
+
+    async def count_where(self, ks: Sequence[int]) -> int:
+        objects, item = self.objects, self.Item
+        for k in ks:
+            value = await objects.count(item.select().where(item.value > k))
+            assert value >= ITEMS - 1 - k, (value, k)
+        return len(ks)
+
+    async def update_where(self, ids: Sequence[int]) -> int:
+        objects, item = self.objects, self.Item
+        for i in ids:
+            done = await objects.execute(item.update(value=item.value + 1).where(item.id == i))
+            assert done == 1, (done, i)
+        return len(ids)
+
+    async def page_20(self, pages: Sequence[int]) -> int:
+        objects, message, user = self.objects, self.Message, self.User
+        for p in pages:
+            query = (
+                message.select(message, user).join(user).order_by(message.pub_date.desc(), message.id.desc())
+            )
+            count = await objects.count(query)
+            rows = await objects.execute(query.paginate(p, PAGE))
+            assert count == MESSAGES and len(rows) == PAGE, (count, len(rows), p)
+        return len(pages)
+
+    async def insert_many_100(self, n: int) -> int:
+        objects, item, rows = self.objects, self.Item, _many_rows()
+        for _ in range(n):
+            await objects.execute(item.insert_many(rows))
+        return n
+
+    async def app_mix(self, uids: Sequence[int]) -> int:
+        objects, message, user_, relationship = self.objects, self.Message, self.User, self.Relationship
+        for uid in uids:
+            user = await objects.get(user_, id=uid)
+            following = (
+                user_.select(user_.id)
+                .join(relationship, on=relationship.to_user)
+                .where(relationship.from_user == user)
+            )
+            query = (
+                message.select(message, user_)
+                .join(user_)
+                .where(message.user.in_(following))
+                .order_by(message.pub_date.desc(), message.id.desc())
+            )
+            count, rows = await asyncio.gather(objects.count(query), objects.execute(query.paginate(1, PAGE)))
+            assert count == FOLLOWS * MESSAGES_PER_USER and len(rows) == PAGE, (count, len(rows), uid)
+        return len(uids)
 
 
 class _OneConnection:
@@ -295,6 +472,36 @@ class RawSide:
         if SERVERS[backend] == "postgres":
             self.sql_insert += " RETURNING id"
         self.sql_update = f"UPDATE {self.items} SET name = {p}, value = {p} WHERE id = {p}"
+        self.timeline_sql(p, tag)
+
+    def timeline_sql(self, p: str, tag: str) -> None:
+        """The SQL of count-where to app-mix, written by hand; ``p``: ``%s``, ``?``, or ``$`` for ``$n``."""
+        users, relationships = f"bench_user_{tag}", f"bench_relationship_{tag}"
+        messages = f"bench_message_{tag}"
+        columns = "m.id, m.content, m.pub_date, u.id, u.username"
+        joined = f"{messages} AS m JOIN {users} AS u ON u.id = m.user_id"
+        order = "ORDER BY m.pub_date DESC, m.id DESC"
+        self.sql_count_where = f"SELECT COUNT(*) FROM {self.items} WHERE value > {_ph(p, 1)}"
+        self.sql_update_where = f"UPDATE {self.items} SET value = value + 1 WHERE id = {_ph(p, 1)}"
+        self.sql_join_20 = (
+            f"SELECT {columns} FROM {joined} WHERE m.id <= {_ph(p, 1)} ORDER BY m.id DESC LIMIT {PAGE}"
+        )
+        self.sql_page_count = f"SELECT COUNT(*) FROM {joined}"
+        self.sql_page = f"SELECT {columns} FROM {joined} {order} LIMIT {PAGE} OFFSET {_ph(p, 1)}"
+        values = ", ".join(f"({_ph(p, 2 * r + 1)}, {_ph(p, 2 * r + 2)})" for r in range(INSERT_MANY))
+        returning = " RETURNING id" if SERVERS[self.backend] == "postgres" else ""
+        self.sql_insert_many = f"INSERT INTO {self.items} (name, value) VALUES {values}{returning}"
+        self.sql_user = f"SELECT id, username FROM {users} WHERE id = {_ph(p, 1)}"
+        # A private timeline: the messages of the users whom the first parameter's user follows.
+        following = (
+            f"SELECT f.id FROM {users} AS f JOIN {relationships} AS r ON r.to_user_id = f.id "
+            f"WHERE r.from_user_id = {_ph(p, 1)}"
+        )
+        self.sql_timeline_count = f"SELECT COUNT(*) FROM {joined} WHERE m.user_id IN ({following})"
+        self.sql_timeline_page = (
+            f"SELECT {columns} FROM {joined} WHERE m.user_id IN ({following}) {order} "
+            f"LIMIT {PAGE} OFFSET {_ph(p, 2)}"
+        )
 
     @classmethod
     async def open(cls, backend: str, sqlite_path: str, tag: str) -> RawSide:
@@ -459,6 +666,91 @@ class RawSide:
         assert rows == n, (rows, n)
         return rows
 
+    async def get_expr(self, ids: Sequence[int]) -> int:
+        # A get by a query sends the same SELECT as a get by its lookups.
+        return await self.get(ids)
+
+    async def join_20(self, ks: Sequence[int]) -> int:
+        sql, acquire, cursor = self.sql_join_20, self.pool.acquire, self.cursor
+        for k in ks:
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql, (k,))
+                rows = await cur.fetchall()
+            messages = _messages(rows)
+            assert len(messages) == PAGE, (len(messages), k)
+        return len(ks)
+
+    async def count_where(self, ks: Sequence[int]) -> int:
+        sql, acquire, cursor = self.sql_count_where, self.pool.acquire, self.cursor
+        for k in ks:
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql, (k,))
+                (value,) = await cur.fetchone()
+            assert value >= ITEMS - 1 - k, (value, k)
+        return len(ks)
+
+    async def update_where(self, ids: Sequence[int]) -> int:
+        sql, acquire, cursor = self.sql_update_where, self.pool.acquire, self.cursor
+        for i in ids:
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql, (i,))
+                done = cur.rowcount
+            assert done == 1, (done, i)
+        return len(ids)
+
+    async def page_20(self, pages: Sequence[int]) -> int:
+        count_sql, page_sql = self.sql_page_count, self.sql_page
+        acquire, cursor = self.pool.acquire, self.cursor
+        for p in pages:
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(count_sql)
+                (count,) = await cur.fetchone()
+                await cur.execute(page_sql, ((p - 1) * PAGE,))
+                rows = await cur.fetchall()
+            messages = _messages(rows)
+            assert count == MESSAGES and len(messages) == PAGE, (count, len(messages), p)
+        return len(pages)
+
+    async def insert_many_100(self, n: int) -> int:
+        sql, returning = self.sql_insert_many, SERVERS[self.backend] == "postgres"
+        acquire, cursor, rows = self.pool.acquire, self.cursor, _many_rows()
+        for _ in range(n):
+            params = [value for row in rows for value in (row["name"], row["value"])]
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql, params)
+                if returning:
+                    new_ids = await cur.fetchall()
+                    assert len(new_ids) == INSERT_MANY
+                else:
+                    assert cur.lastrowid
+        return n
+
+    async def _timeline_count(self, user_id: int) -> int:
+        async with self.pool.acquire() as conn, self.cursor(conn) as cur:
+            await cur.execute(self.sql_timeline_count, (user_id,))
+            (count,) = await cur.fetchone()
+        return int(count)
+
+    async def _timeline_page(self, user_id: int) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn, self.cursor(conn) as cur:
+            await cur.execute(self.sql_timeline_page, (user_id, 0))
+            rows = await cur.fetchall()
+        return _messages(rows)
+
+    async def app_mix(self, uids: Sequence[int]) -> int:
+        sql, acquire, cursor = self.sql_user, self.pool.acquire, self.cursor
+        for uid in uids:
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql, (uid,))
+                row = await cur.fetchone()
+                columns = [d[0] for d in cur.description]
+            user = dict(zip(columns, row, strict=True))
+            count, messages = await asyncio.gather(
+                self._timeline_count(user["id"]), self._timeline_page(user["id"])
+            )
+            assert count == FOLLOWS * MESSAGES_PER_USER and len(messages) == PAGE, (count, len(messages), uid)
+        return len(uids)
+
 
 class RawSqliteSide(RawSide):
     """aiosqlite with its one-trip helpers: ``execute_fetchall``, ``execute_insert``, ``execute``.
@@ -516,6 +808,72 @@ class RawSqliteSide(RawSide):
                 ((value,),) = await conn.execute_fetchall(sql)
             assert value >= ITEMS
         return n
+
+    async def join_20(self, ks: Sequence[int]) -> int:
+        sql, acquire = self.sql_join_20, self.pool.acquire
+        for k in ks:
+            async with acquire() as conn:
+                rows = await conn.execute_fetchall(sql, (k,))
+            messages = _messages(rows)
+            assert len(messages) == PAGE, (len(messages), k)
+        return len(ks)
+
+    async def count_where(self, ks: Sequence[int]) -> int:
+        sql, acquire = self.sql_count_where, self.pool.acquire
+        for k in ks:
+            async with acquire() as conn:
+                ((value,),) = await conn.execute_fetchall(sql, (k,))
+            assert value >= ITEMS - 1 - k, (value, k)
+        return len(ks)
+
+    async def update_where(self, ids: Sequence[int]) -> int:
+        sql, acquire = self.sql_update_where, self.pool.acquire
+        for i in ids:
+            async with acquire() as conn:
+                done = (await conn.execute(sql, (i,))).rowcount
+            assert done == 1, (done, i)
+        return len(ids)
+
+    async def page_20(self, pages: Sequence[int]) -> int:
+        count_sql, page_sql, acquire = self.sql_page_count, self.sql_page, self.pool.acquire
+        for p in pages:
+            async with acquire() as conn:
+                ((count,),) = await conn.execute_fetchall(count_sql)
+                rows = await conn.execute_fetchall(page_sql, ((p - 1) * PAGE,))
+            messages = _messages(rows)
+            assert count == MESSAGES and len(messages) == PAGE, (count, len(messages), p)
+        return len(pages)
+
+    async def insert_many_100(self, n: int) -> int:
+        sql, acquire, rows = self.sql_insert_many, self.pool.acquire, _many_rows()
+        for _ in range(n):
+            params = [value for row in rows for value in (row["name"], row["value"])]
+            async with acquire() as conn:
+                (new_id,) = await conn.execute_insert(sql, params)
+            assert new_id
+        return n
+
+    async def _timeline_count(self, user_id: int) -> int:
+        async with self.pool.acquire() as conn:
+            ((count,),) = await conn.execute_fetchall(self.sql_timeline_count, (user_id,))
+        return int(count)
+
+    async def _timeline_page(self, user_id: int) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.execute_fetchall(self.sql_timeline_page, (user_id, 0))
+        return _messages(rows)
+
+    async def app_mix(self, uids: Sequence[int]) -> int:
+        sql, acquire = self.sql_user, self.pool.acquire
+        for uid in uids:
+            async with acquire() as conn:
+                (row,) = await conn.execute_fetchall(sql, (uid,))
+            user = dict(zip(("id", "username"), row, strict=True))
+            count, messages = await asyncio.gather(
+                self._timeline_count(user["id"]), self._timeline_page(user["id"])
+            )
+            assert count == FOLLOWS * MESSAGES_PER_USER and len(messages) == PAGE, (count, len(messages), uid)
+        return len(uids)
 
 
 class RawPsycopgSide(RawSide):
@@ -604,6 +962,7 @@ class RawAsyncpgSide(RawSide):
         self.sql_get = f"SELECT id, name, value FROM {self.items} WHERE id = $1"
         self.sql_insert = f"INSERT INTO {self.items} (name, value) VALUES ($1, $2) RETURNING id"
         self.sql_update = f"UPDATE {self.items} SET name = $1, value = $2 WHERE id = $3"
+        self.timeline_sql("$", tag)
 
     @classmethod
     async def open_asyncpg(cls, backend: str, tag: str) -> RawAsyncpgSide:
@@ -675,6 +1034,71 @@ class RawAsyncpgSide(RawSide):
         assert rows == n, (rows, n)
         return rows
 
+    async def join_20(self, ks: Sequence[int]) -> int:
+        sql, acquire = self.sql_join_20, self.pool.acquire
+        for k in ks:
+            async with acquire() as conn:
+                rows = await conn.fetch(sql, k)
+            messages = _messages(rows)
+            assert len(messages) == PAGE, (len(messages), k)
+        return len(ks)
+
+    async def count_where(self, ks: Sequence[int]) -> int:
+        sql, acquire = self.sql_count_where, self.pool.acquire
+        for k in ks:
+            async with acquire() as conn:
+                value = await conn.fetchval(sql, k)
+            assert value >= ITEMS - 1 - k, (value, k)
+        return len(ks)
+
+    async def update_where(self, ids: Sequence[int]) -> int:
+        sql, acquire = self.sql_update_where, self.pool.acquire
+        for i in ids:
+            async with acquire() as conn:
+                status = await conn.execute(sql, i)
+            assert status == "UPDATE 1", (status, i)
+        return len(ids)
+
+    async def page_20(self, pages: Sequence[int]) -> int:
+        count_sql, page_sql, acquire = self.sql_page_count, self.sql_page, self.pool.acquire
+        for p in pages:
+            async with acquire() as conn:
+                count = await conn.fetchval(count_sql)
+                rows = await conn.fetch(page_sql, (p - 1) * PAGE)
+            messages = _messages(rows)
+            assert count == MESSAGES and len(messages) == PAGE, (count, len(messages), p)
+        return len(pages)
+
+    async def insert_many_100(self, n: int) -> int:
+        sql, acquire, rows = self.sql_insert_many, self.pool.acquire, _many_rows()
+        for _ in range(n):
+            params = [value for row in rows for value in (row["name"], row["value"])]
+            async with acquire() as conn:
+                new_ids = await conn.fetch(sql, *params)
+            assert len(new_ids) == INSERT_MANY
+        return n
+
+    async def _timeline_count(self, user_id: int) -> int:
+        async with self.pool.acquire() as conn:
+            count = await conn.fetchval(self.sql_timeline_count, user_id)
+        return int(count)
+
+    async def _timeline_page(self, user_id: int) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(self.sql_timeline_page, user_id, 0)
+        return _messages(rows)
+
+    async def app_mix(self, uids: Sequence[int]) -> int:
+        sql, acquire = self.sql_user, self.pool.acquire
+        for uid in uids:
+            async with acquire() as conn:
+                user = dict(await conn.fetchrow(sql, uid))
+            count, messages = await asyncio.gather(
+                self._timeline_count(user["id"]), self._timeline_page(user["id"])
+            )
+            assert count == FOLLOWS * MESSAGES_PER_USER and len(messages) == PAGE, (count, len(messages), uid)
+        return len(uids)
+
 
 class SyncSide:
     """Plain sync peewee, one connection; concurrent workloads run their tasks one after another."""
@@ -684,6 +1108,7 @@ class SyncSide:
     def __init__(self, database: peewee.Database, tag: str) -> None:
         self.database = database
         self.Item, self.StreamRow = make_models(database, tag)
+        self.User, self.Relationship, self.Message = make_timeline_models(database, tag)
 
     def close(self) -> None:
         self.database.close()
@@ -727,6 +1152,71 @@ class SyncSide:
         rows = sum(1 for _ in self.StreamRow.select().limit(n).iterator())
         assert rows == n, (rows, n)
         return rows
+
+    def get_expr(self, ids: Sequence[int]) -> int:
+        item = self.Item
+        for i in ids:
+            item.select().where(item.id == i).get()
+        return len(ids)
+
+    def join_20(self, ks: Sequence[int]) -> int:
+        message, user = self.Message, self.User
+        for k in ks:
+            query = message.select(message, user).join(user).where(message.id <= k)
+            rows = list(query.order_by(message.id.desc()).limit(PAGE))
+            assert len(rows) == PAGE, (len(rows), k)
+        return len(ks)
+
+    def count_where(self, ks: Sequence[int]) -> int:
+        item = self.Item
+        for k in ks:
+            value = item.select().where(item.value > k).count()
+            assert value >= ITEMS - 1 - k, (value, k)
+        return len(ks)
+
+    def update_where(self, ids: Sequence[int]) -> int:
+        item = self.Item
+        for i in ids:
+            done = item.update(value=item.value + 1).where(item.id == i).execute()
+            assert done == 1, (done, i)
+        return len(ids)
+
+    def page_20(self, pages: Sequence[int]) -> int:
+        message, user = self.Message, self.User
+        for p in pages:
+            query = (
+                message.select(message, user).join(user).order_by(message.pub_date.desc(), message.id.desc())
+            )
+            count = query.count()
+            rows = list(query.paginate(p, PAGE))
+            assert count == MESSAGES and len(rows) == PAGE, (count, len(rows), p)
+        return len(pages)
+
+    def insert_many_100(self, n: int) -> int:
+        item, rows = self.Item, _many_rows()
+        for _ in range(n):
+            item.insert_many(rows).execute()
+        return n
+
+    def app_mix(self, uids: Sequence[int]) -> int:
+        message, user_, relationship = self.Message, self.User, self.Relationship
+        for uid in uids:
+            user = user_.get(id=uid)
+            following = (
+                user_.select(user_.id)
+                .join(relationship, on=relationship.to_user)
+                .where(relationship.from_user == user)
+            )
+            query = (
+                message.select(message, user_)
+                .join(user_)
+                .where(message.user.in_(following))
+                .order_by(message.pub_date.desc(), message.id.desc())
+            )
+            count = query.count()
+            rows = list(query.paginate(1, PAGE))
+            assert count == FOLLOWS * MESSAGES_PER_USER and len(rows) == PAGE, (count, len(rows), uid)
+        return len(uids)
 
 
 #: The pooled class of each server backend.

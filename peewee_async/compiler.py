@@ -2,17 +2,37 @@
 
 Every path that runs a query (``execute()``, the Manager's shortcuts,
 ``iterate()``) compiles it here, with the database's own SQL context, so
-peewee writes exactly the SQL it would write for sync code. The statements
-that :mod:`.shapes` compiles once and reuses live in the database's
-:class:`StatementCache`.
+peewee writes exactly the SQL it would write for sync code.
+
+Compiling costs peewee more than the round trip of a small query, and an
+application runs the same few query shapes over and over with new values.
+So a select, update or delete is looked up first by its structural key
+(:mod:`.query_keys`): a query whose shape was compiled before gets that SQL
+back with its own values bound, converted as peewee converts them. A new
+shape is compiled once by peewee itself, with numbered placeholders in the
+places of its values (:class:`Shape`), in the database's
+:class:`StatementCache`. A query the key cannot describe exactly is compiled
+by peewee every time.
+
+With ``PEEWEE_ASYNC_VERIFY=1`` in the environment (or :data:`VERIFY` set),
+every statement served from the cache is also compiled by peewee and the two
+compared (SQL and parameters); rows built by our own row builders are
+compared with those of peewee's cursor wrappers too (:mod:`.execution`). A
+difference raises :class:`VerificationError`. The test suite runs once in
+this mode in CI.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import peewee
+
+from .query_keys import Slot, Unkeyable, slot_in, walk
 
 if TYPE_CHECKING:
     from .databases.base import AsyncDatabase
@@ -22,6 +42,30 @@ logger = logging.getLogger("peewee.async")
 #: Compiled statements one database keeps by default.
 DEFAULT_STATEMENT_CACHE_SIZE = 1000
 
+#: Compare every cached statement and every fast-built row with peewee's own.
+VERIFY = os.environ.get("PEEWEE_ASYNC_VERIFY", "").strip().lower() not in ("", "0", "false", "no")
+
+_Model = peewee.Model
+_ForeignKeyField = peewee.ForeignKeyField
+# What peewee writes as SQL rather than bind: nodes (model instances too) and classes.
+_SQL_VALUES = (peewee.Node, type)
+_UNKNOWN = object()
+
+
+class VerificationError(AssertionError):
+    """Verification mode found a statement or a row that differs from peewee's own."""
+
+
+class Fallback(Exception):
+    """A value peewee would not bind as it is (it makes SQL of its own): compile this query by peewee."""
+
+
+def peewee_compile(database: AsyncDatabase, query: Any) -> tuple[str, list[Any]]:
+    """peewee's own SQL and parameters for ``query`` on ``database``, in the driver's parameter style."""
+    sql, params = database.get_sql_context().sql(query).query()
+    driver = database.driver
+    return (driver.driver_sql(sql) if driver.translates_sql else sql), params
+
 
 def compile_query(database: AsyncDatabase, query: Any) -> tuple[str, list[Any]]:
     """The SQL of ``query`` on ``database`` and its parameters, as peewee's ``Database.execute`` makes them.
@@ -30,9 +74,162 @@ def compile_query(database: AsyncDatabase, query: Any) -> tuple[str, list[Any]]:
     server version, which an async database reads when its pool opens: compile
     once a connection was picked.
     """
-    sql, params = database.get_sql_context().sql(query).query()
+    found = lookup(database, query)
+    if found is not None:
+        return found[0], found[1]
+    return peewee_compile(database, query)
+
+
+def lookup(database: AsyncDatabase, query: Any) -> tuple[str, list[Any], Shape] | None:
+    """SQL, parameters and :class:`Shape` of ``query`` from the cache (compiling its shape once), or ``None``.
+
+    ``None`` when the query cannot be keyed, when a value must be compiled by
+    peewee, or while the server version is unknown.
+    """
+    if database.server_version is None:
+        return None
+    try:
+        found = walk(query)
+    except Unkeyable:
+        return None
+    cache = database.statement_cache
+    key = found.key
+    shape = cache.get(key, _UNKNOWN)
+    if shape is _UNKNOWN:
+        shape = _compile_shape(database, query, found)
+        cache.put(key, shape)
+    else:
+        cache.move_to_end(key)  # used now: the last to be pruned
+    if shape is None:
+        return None
+    try:
+        params = shape.params(found.leaves)
+    except Fallback:
+        return None
+    if VERIFY:
+        verify_statement(database, query, shape.sql, params)
+    return shape.sql, params, shape
+
+
+def verify_statement(database: AsyncDatabase, query: Any, sql: str, params: Sequence[Any]) -> None:
+    """Raise :class:`VerificationError` unless peewee compiles ``query`` to ``sql`` and ``params``."""
+    expected_sql, expected_params = peewee_compile(database, query)
+    if sql != expected_sql or list(params) != list(expected_params):
+        raise VerificationError(
+            "A cached statement differs from peewee's compile of the same query.\n"
+            f"cached: {sql!r} {list(params)!r}\npeewee: {expected_sql!r} {list(expected_params)!r}"
+        )
+
+
+class _Param:
+    """A parameter compiled from a slot: which leaf it takes and how peewee would convert it."""
+
+    __slots__ = ("index", "convert", "instance_ok")
+
+    def __init__(self, index: int, convert: Any) -> None:
+        self.index = index
+        self.convert = convert
+        # peewee binds a model instance through a foreign key's converter (its
+        # key); anywhere else it writes the instance's primary key as SQL.
+        self.instance_ok = convert is not None and isinstance(
+            getattr(convert, "__self__", None), _ForeignKeyField
+        )
+
+
+class _RecordingContext(peewee.Context):
+    """peewee's compile context, noting for each slot the converter peewee would apply to its value."""
+
+    __slots__ = ()
+
+    def as_new(self) -> Any:
+        # peewee 3.17 compiles the right side of IN apart, to see if it is empty.
+        return _RecordingContext(**self.state.settings)
+
+    def value(self, value: Any, converter: Any = None, add_param: bool = True) -> Any:
+        if type(value) is not Slot:
+            return super().value(value, converter, add_param)
+        # Context.value: an explicit converter, else (unless False) the one in scope.
+        if converter:
+            convert = converter
+        elif converter is None:
+            convert = self.state.converter or None
+        else:
+            convert = None
+        if self.state.value_literals:
+            raise Unkeyable("values written into the SQL text")
+        self._values.append(_Param(value.index, convert))  # type: ignore[attr-defined]
+        return self.literal(self.state.param or "?") if add_param else self
+
+
+def _compile_shape(database: AsyncDatabase, query: Any, found: Any) -> Shape | None:
+    """Compile the shape of ``query`` with slots for its values; ``None`` if it cannot be reused."""
+    try:
+        with slot_in(found):
+            options: dict[str, Any] = database.get_context_options()  # type: ignore[attr-defined]
+            context: Any = _RecordingContext(**options)
+            sql, values = context.sql(query).query()
+    except Exception as exc:
+        logger.debug("Compiling every time a query shape that failed with slots: %r", exc)
+        return None
+    plan: list[tuple[int, Any, bool]] = []
+    constants: list[Any] = []
+    for value in values:
+        if type(value) is _Param:
+            plan.append((value.index, value.convert, value.instance_ok))
+        else:
+            # Written by peewee itself (e.g. the 0/1 of a NULLS LAST emulation):
+            # the same for every query of this key.
+            constants.append(value)
+            plan.append((-len(constants), None, False))
     driver = database.driver
-    return (driver.driver_sql(sql) if driver.translates_sql else sql), params
+    if driver.translates_sql:
+        sql = driver.driver_sql(sql)
+    return Shape(sql, plan, constants, found.holds)
+
+
+class Shape:
+    """The SQL of one query shape and how its parameters are made from a query's leaves.
+
+    ``plan`` has, for each parameter, the leaf it takes (or ``-1 - i`` for
+    constant ``i``), the converter peewee applies to it, and whether a model
+    instance may stand there. ``holds`` keeps alive the objects whose ids are
+    in the key. ``rows`` is for :mod:`.execution`: what it learnt about this
+    shape's rows.
+    """
+
+    __slots__ = ("sql", "plan", "constants", "holds", "rows")
+
+    def __init__(
+        self, sql: str, plan: list[tuple[int, Any, bool]], constants: list[Any], holds: list[Any]
+    ) -> None:
+        self.sql = sql
+        self.plan = tuple(plan)
+        self.constants = tuple(constants)
+        self.holds = holds
+        self.rows: Any = None
+
+    def params(self, leaves: Sequence[Any]) -> list[Any]:
+        """The parameters for ``leaves``; :class:`Fallback` where peewee would write SQL instead."""
+        params: list[Any] = []
+        append = params.append
+        for index, convert, instance_ok in self.plan:
+            if index < 0:
+                append(self.constants[-1 - index])
+                continue
+            value = leaves[index]
+            if isinstance(value, _Model):
+                if not instance_ok:
+                    raise Fallback
+                try:
+                    value = convert(value)
+                except (TypeError, ValueError):
+                    raise Fallback from None  # peewee then binds the primary key
+            elif convert is not None:
+                value = convert(value)
+            if isinstance(value, _SQL_VALUES):
+                raise Fallback
+            append(value)
+        return params
 
 
 class StatementCache(OrderedDict[Hashable, Any]):

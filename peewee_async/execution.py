@@ -16,7 +16,7 @@ from typing import Any
 
 import peewee
 
-from . import shapes
+from . import compiler, row_plans, shapes
 from .cursor import FetchedCursor
 from .databases.base import AsyncDatabase
 from .errors import WrongDatabaseError
@@ -119,13 +119,27 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
             "`await objects.prefetch(query, RelatedModel)` instead."
         )
     intent = Intent.READ if database._replicas is None else read_intent(query)
+    found = compiler.lookup(database, query)
+    if found is not None:
+        sql, params, shape = found
+        cursor = await database._execute(intent, sql, params)
+        plan = shape.rows
+        if plan is None or plan.names != row_plans.column_names(cursor.description):
+            plan = shape.rows = row_plans.plan_rows(query, cursor)
+        rows = plan.build(cursor.rows)
+        if compiler.VERIFY:
+            row_plans.verify_rows(query, cursor, rows)
+        return _keep(query, cursor, rows)
     cursor = await database._execute(intent, query)
     build = shapes.select_row_builder(database, query)
     if build is None:
         return _fill(query, cursor)
-    # A plain model select: the same instances as peewee's wrapper makes, made
-    # directly. The wrapper is still kept, filled, for iterating the query later.
-    rows = build(cursor.rows)
+    # A plain model select: the same instances as peewee's wrapper makes, made directly.
+    return _keep(query, cursor, build(cursor.rows))
+
+
+def _keep(query: Any, cursor: FetchedCursor, rows: list[Any]) -> list[Any]:
+    """``rows`` of ``query``, kept in its cursor wrapper, filled, for iterating the query later."""
     wrapper = query._get_cursor_wrapper(cursor)
     wrapper.row_cache = rows
     wrapper.count = len(rows)

@@ -278,15 +278,41 @@ async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any,
 async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = False) -> int:
     """``SelectBase.count``: the number of rows ``query`` would return."""
     db = database_of(query, database)
-    statement = shapes.count_statement(db, query, lambda plain: _counting(plain, False).tuples().limit(1))
+    statement = shapes.count_statement(db, query, lambda plain: _flat_count(plain, False).tuples().limit(1))
     if statement is not None:
         running = statement.run(db, Intent.READ, ())
         if running is not None:
             cursor = await running
             rows = cursor.rows
             return int((rows[0][0] if rows else None) or 0)
-    result = await scalar(db, _counting(query, clear_limit))
+    flat = _flat_count(query, clear_limit)
+    result = await scalar(db, _counting(query, clear_limit) if flat is None else flat)
     return int(result or 0)
+
+
+_FLAT_COUNTABLE = (peewee.ModelSelect, peewee.Select)
+
+
+def _flat_count(query: Any, clear_limit: bool) -> Any:
+    """``SELECT COUNT(1) FROM ... WHERE ...``: the rows of ``query`` counted without a derived table.
+
+    It counts the same rows as peewee's ``SELECT COUNT(1) FROM (SELECT 1 FROM
+    ... WHERE ...) AS _wrapped`` wherever peewee itself selects ``1`` in the
+    derived table (no GROUP BY, HAVING, window or DISTINCT) and nothing limits
+    the rows (no LIMIT or OFFSET, or ``clear_limit``): the same FROM, joins
+    and WHERE give the same rows. A select locking rows is left to peewee
+    (an aggregate cannot lock them). ``None`` where that does not hold.
+    """
+    if type(query) not in _FLAT_COUNTABLE or not query._from_list or query._for_update:
+        return None
+    if not clear_limit and (query._limit is not None or query._offset is not None):
+        return None
+    if not _count_can_project_one(query):
+        return None
+    flat = query.order_by().select(peewee.fn.COUNT(peewee.SQL("1")))
+    if clear_limit:
+        flat._limit = flat._offset = None
+    return flat
 
 
 def _counting(query: Any, clear_limit: bool) -> Any:

@@ -210,7 +210,7 @@ def _overrides(cls: type, base: type, name: str) -> bool:
     return getattr(cls, name) is not getattr(base, name)
 
 
-def _plain_model(model: Any) -> bool:
+def plain_model(model: Any) -> bool:
     """Whether instances of ``model`` are made and filled only by peewee's own code.
 
     Then a row can be stored straight into ``__data__``: that is what
@@ -262,8 +262,10 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
     through its field's ``python_value``, ``__data__`` in column order, no
     dirty fields, no related objects cached.
     """
+    if not all(isinstance(field, _Field) for field in fields):
+        return None  # an expression, a function, a window: peewee's wrapper names those
     names = [field.name for field in fields]
-    if not names or len(set(names)) != len(names) or not _plain_model(model):
+    if not names or len(set(names)) != len(names) or not plain_model(model):
         return None
     # peewee's cursor wrappers read some other names (with quotes, dots) into
     # other attributes: what they do with those is theirs to do.
@@ -328,18 +330,30 @@ def build(rows):
     return build
 
 
-def select_row_builder(
-    database: AsyncDatabase, query: Any
-) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
-    """The :func:`row_builder` for a plain model select (one model, no joins, model rows)."""
+def _single_model_fields(query: Any) -> Any:
+    """The selected columns of a plain model select (one model, no joins, model rows), else ``None``."""
     if type(query) is not _ModelSelect or query._row_type not in (None, peewee.ROW.MODEL):
         return None
     model = query.model
     if query._joins or len(query._from_list) != 1 or query._from_list[0] is not model:
         return None
-    fields = query._returning
+    return query._returning
+
+
+def select_row_builder_for(query: Any) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
+    """The :func:`row_builder` of a plain model select, not cached."""
+    fields = _single_model_fields(query)
+    return None if fields is None else row_builder(query.model, fields)
+
+
+def select_row_builder(
+    database: AsyncDatabase, query: Any
+) -> Callable[[Sequence[Sequence[Any]]], list[Any]] | None:
+    """The :func:`row_builder` for a plain model select (one model, no joins, model rows)."""
+    fields = _single_model_fields(query)
     if fields is None:
         return None
+    model = query.model
     # Keyed by identity: a cached builder holds its fields, so their ids stay theirs.
     key = ("rows", *map(id, fields))
     return cached(database, model, key, lambda: row_builder(model, fields))  # type: ignore[no-any-return]
@@ -382,7 +396,7 @@ def get_statement(
             return None
 
     def build() -> Statement | None:
-        if not _plain_model(model) or not _model_methods_plain(model, "select"):
+        if not plain_model(model) or not _model_methods_plain(model, "select"):
             return None
         named = [meta.fields.get(name) for name in kwargs]
         if any(field is None or getattr(model, field.name, None) is not field for field in named):

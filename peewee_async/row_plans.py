@@ -1,0 +1,227 @@
+"""Rows of a cached query shape, built as peewee's cursor wrappers build them, without their per-call cost.
+
+peewee's cursor wrappers work out, for every result, which column goes to
+which model, attribute and converter (``initialize()``), then build each row
+through generic code. For a query shape of the statement cache
+(:mod:`.compiler`) that work is the same every time: a :class:`RowPlan` keeps
+one initialized wrapper per shape and builds each result's rows with it.
+
+Model rows get code of their own, written for the shape:
+
+* a select of one plain model: :func:`~peewee_async.shapes.row_builder`;
+* a select of joined models (``select(Tweet, User).join(User)``): one
+  instance per model (or alias) as peewee makes them, each column stored into
+  its ``__data__``, the joined instances assigned through the model's own
+  attribute (``tweet.user = user``, as peewee does). A row where a joined
+  model has no value at all (a LEFT OUTER join that found nothing) is built by
+  peewee's wrapper itself: that is where peewee's versions differ.
+
+Anything else (dicts, tuples, named tuples, ``objects()``, models with
+columns that are not fields) goes through the initialized wrapper's
+``process_row``: peewee's own code, minus ``initialize()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import peewee
+
+from . import shapes
+from .compiler import VerificationError
+from .cursor import FetchedCursor
+
+_Field = peewee.Field
+_ModelSelect: Any = peewee.ModelSelect
+_ModelCursorWrapper: Any = peewee.ModelCursorWrapper
+_is_model: Callable[[Any], bool] = peewee.is_model  # type: ignore[attr-defined]
+
+Rows = Sequence[Sequence[Any]]
+
+
+def column_names(description: Any) -> tuple[Any, ...]:
+    return tuple(item[0] for item in description) if description else ()
+
+
+class RowPlan:
+    """How one query shape's rows are built: ``build(rows)`` gives what peewee's wrapper gives."""
+
+    __slots__ = ("names", "build", "wrapper")
+
+    def __init__(self, names: tuple[Any, ...], build: Callable[[Rows], list[Any]], wrapper: Any) -> None:
+        self.names = names
+        self.build = build
+        self.wrapper = wrapper
+
+
+def plan_rows(query: Any, cursor: FetchedCursor) -> RowPlan:
+    """The :class:`RowPlan` of ``query``'s shape, for results described as ``cursor`` is."""
+    names = column_names(cursor.description)
+    wrapper = query._get_cursor_wrapper(FetchedCursor((), cursor.description, 0))
+    wrapper.initialize()
+    wrapper.cursor = None  # the plan outlives this result: keep none of it
+    build = _model_builder(query, wrapper)
+    if build is None:
+        process = wrapper.process_row
+
+        def build(rows: Rows) -> list[Any]:
+            return [process(row) for row in rows]
+
+    return RowPlan(names, build, wrapper)
+
+
+def _model_builder(query: Any, wrapper: Any) -> Callable[[Rows], list[Any]] | None:
+    if type(query) is not _ModelSelect or query._row_type not in (None, peewee.ROW.MODEL):
+        return None
+    single = shapes.select_row_builder_for(query)
+    if single is not None:
+        return single
+    if type(wrapper) is _ModelCursorWrapper:
+        return _join_builder(wrapper)
+    return None
+
+
+def _constructor(value: Any) -> Any:
+    # peewee 4 keeps (constructor, is a model); 3.17 the constructor alone.
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _join_builder(wrapper: Any) -> Callable[[Rows], list[Any]] | None:
+    """Code building the instances of a join, or ``None`` where peewee's wrapper must."""
+    keys = list(wrapper.key_to_constructor)
+    models = {key: _constructor(value) for key, value in wrapper.key_to_constructor.items()}
+    if not all(shapes.plain_model(model) for model in models.values()):
+        return None
+    column_keys = wrapper.column_keys
+    fields = wrapper.fields
+    columns = wrapper.columns
+    for key, field, column in zip(column_keys, fields, columns, strict=True):
+        if not isinstance(field, _Field) or key not in models:
+            return None
+        # The column stored under the field's own name (not an alias of the query's).
+        own = field.field if isinstance(field, peewee.FieldAlias) else field
+        if models[key]._meta.fields.get(column) is not own or not column.isidentifier():
+            return None
+    joins = [(item[0], item[1], item[2]) for item in wrapper.src_to_dest]
+    selected = set(column_keys)
+    for src, attr, dest in joins:
+        # A joined model none of whose columns is selected: peewee's versions
+        # treat it differently; its wrapper decides.
+        if src not in models or dest not in selected or not isinstance(attr, str):
+            return None
+    if wrapper.model not in models:
+        return None
+    return _compile_join_builder(wrapper, keys, models, joins)
+
+
+def _compile_join_builder(
+    wrapper: Any, keys: list[Any], models: dict[Any, Any], joins: list[tuple[Any, str, Any]]
+) -> Callable[[Rows], list[Any]]:
+    """The code of :func:`_join_builder`, written out for this shape.
+
+    Instance ``i<k>`` is of key number ``k``; value ``v<c>`` of column ``c``,
+    converted by ``c<c>``. A row takes peewee's own path (``slow(row)``) when
+    a joined instance would have no value at all.
+    """
+    number = {key: index for index, key in enumerate(keys)}
+    namespace: dict[str, Any] = {"new": object.__new__, "slow": wrapper.process_row}
+    for key, index in number.items():
+        namespace[f"m{index}"] = models[key]
+    lines: list[str] = []
+    columns_of: dict[int, list[int]] = {index: [] for index in number.values()}
+    for column_index, (key, converter) in enumerate(
+        zip(wrapper.column_keys, wrapper.converters, strict=True)
+    ):
+        columns_of[number[key]].append(column_index)
+        if converter is not None:
+            namespace[f"c{column_index}"] = converter
+    # Joined instances that must hold a value for the fast path.
+    needed = sorted({number[dest] for _, _, dest in joins})
+    checks = []
+    for index in needed:
+        values = " or ".join(f"v{c} is not None" for c in columns_of[index])
+        checks.append(f"({values})")
+    targets = "".join(f"v{c}, " for c in range(len(wrapper.column_keys)))
+    lines.append("for row in rows:")
+    lines.append(f"    {targets}= row")
+    if checks:
+        lines.append(f"    if not ({' and '.join(checks)}):")
+        lines.append("        append(slow(row))")
+        lines.append("        continue")
+    for column_index, converter in enumerate(wrapper.converters):
+        if converter is not None:
+            lines.append(f"    v{column_index} = c{column_index}(v{column_index})")
+    for index in number.values():
+        data = ", ".join(f"{wrapper.columns[c]!r}: v{c}" for c in columns_of[index])
+        lines.append(f"    i{index} = new(m{index})")
+        lines.append(f"    i{index}.__data__ = {{{data}}}")
+        lines.append(f"    i{index}._dirty = set()")
+        lines.append(f"    i{index}.__rel__ = {{}}")
+    for src, attr, dest in joins:
+        lines.append(f"    setattr(i{number[src]}, {attr!r}, i{number[dest]})")
+    for src in sorted({number[src] for src, _, _ in joins}):
+        lines.append(f"    i{src}._dirty.clear()")
+    lines.append(f"    append(i{number[wrapper.model]})")
+    body = "\n".join(f"    {line}" for line in lines)
+    source = (
+        f"def build(rows):\n    instances = []\n    append = instances.append\n{body}\n    return instances\n"
+    )
+    exec(compile(source, "<peewee_async join row builder>", "exec"), namespace)
+    build: Callable[[Rows], list[Any]] = namespace["build"]
+    return build
+
+
+# -- verification ---------------------------------------------------------------
+
+
+def verify_rows(query: Any, cursor: FetchedCursor, rows: Sequence[Any]) -> None:
+    """Raise :class:`VerificationError` unless peewee's own wrapper builds the same ``rows``."""
+    wrapper = query._get_cursor_wrapper(FetchedCursor(cursor.rows, cursor.description, cursor.rowcount))
+    wrapper.fill_cache()
+    expected = list(wrapper.row_cache)
+    if len(expected) != len(rows):
+        raise VerificationError(f"{len(rows)} rows built where peewee builds {len(expected)}")
+    for index, (ours, theirs) in enumerate(zip(rows, expected, strict=True)):
+        difference = _difference(ours, theirs, 0)
+        if difference:
+            raise VerificationError(
+                f"Row {index} differs from peewee's: {difference}\nours: {ours!r}\npeewee: {theirs!r}"
+            )
+
+
+def _difference(ours: Any, theirs: Any, depth: int) -> str | None:
+    if isinstance(theirs, tuple) and hasattr(theirs, "_fields"):
+        # peewee makes a named tuple class per result: equal when named and filled alike.
+        if type(ours).__name__ != type(theirs).__name__ or getattr(ours, "_fields", None) != theirs._fields:
+            return f"named tuple {type(ours).__name__}{getattr(ours, '_fields', '')!r} against {theirs!r}"
+        return None if tuple(ours) == tuple(theirs) else f"{ours!r} against {theirs!r}"
+    if type(ours) is not type(theirs):
+        return f"type {type(ours).__name__} against {type(theirs).__name__}"
+    if isinstance(theirs, peewee.Model):
+        mine: Any = ours
+        if depth > 8:
+            return None
+        if ours.__data__ != theirs.__data__:
+            return f"__data__ {ours.__data__!r} against {theirs.__data__!r}"
+        if mine._dirty != theirs._dirty:  # type: ignore[attr-defined]
+            return f"dirty fields {mine._dirty!r} against {theirs._dirty!r}"  # type: ignore[attr-defined]
+        if ours.__rel__.keys() != theirs.__rel__.keys():
+            return f"related {sorted(ours.__rel__)!r} against {sorted(theirs.__rel__)!r}"
+        for name in theirs.__rel__:
+            difference = _difference(ours.__rel__[name], theirs.__rel__[name], depth + 1)
+            if difference:
+                return f"{name}: {difference}"
+        skip = ("__data__", "_dirty", "__rel__")
+        extra = {k: v for k, v in vars(ours).items() if k not in skip}
+        other = {k: v for k, v in vars(theirs).items() if k not in skip}
+        if extra.keys() != other.keys():
+            return f"attributes {sorted(extra)!r} against {sorted(other)!r}"
+        for name in other:
+            difference = _difference(extra[name], other[name], depth + 1)
+            if difference:
+                return f"{name}: {difference}"
+        return None
+    if ours != theirs:
+        return f"{ours!r} against {theirs!r}"
+    return None

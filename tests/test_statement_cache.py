@@ -1,0 +1,487 @@
+"""The statement cache of query shapes and the rows built for them give exactly what peewee gives.
+
+Every query here runs with verification on (``compiler.VERIFY``): each
+statement served from the cache is compiled by peewee too and compared, SQL
+and parameters, and each row built by our row plans is compared with the row
+of peewee's own cursor wrapper, so a difference fails the test. Each query
+runs twice with other values, the second time from the cache, and its result
+is compared with sync peewee's. Then what the cache must not reuse: a query
+of another shape, a value peewee writes as SQL, nodes it does not know, a
+model whose table changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import peewee
+import pytest
+from peewee import JOIN, SQL, Case, fn
+
+import peewee_async
+from peewee_async import compiler, query_keys
+
+from .conftest import BACKENDS
+
+
+class Author(peewee.Model):
+    name = peewee.CharField(max_length=40)
+    age = peewee.IntegerField(null=True)
+
+
+class Post(peewee.Model):
+    author = peewee.ForeignKeyField(Author, backref="posts")
+    title = peewee.CharField(max_length=40)
+    score = peewee.IntegerField(default=0)
+    editor = peewee.ForeignKeyField(Author, null=True, backref="edited")
+
+
+class LowerSQLField(peewee.CharField):
+    """A db_value that is SQL: peewee writes LOWER(%s) for each value."""
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else fn.LOWER(value)
+
+
+class Tagged(peewee.Model):
+    tag = LowerSQLField(max_length=20)
+
+
+def family(backend: str) -> str:
+    return BACKENDS[backend][0]
+
+
+#: The parameter mark of the backend under test, for SQL() text with parameters.
+PARAM = ["%s"]
+
+
+@pytest.fixture
+async def data(objects: peewee_async.Manager, db: Any, bind_models: Any) -> dict[str, Any]:
+    PARAM[0] = db.param
+    bind_models(Author, Post, Tagged)
+    authors = [await objects.create(Author, name=f"a{i}", age=None if i == 3 else 20 + i) for i in range(6)]
+    for i in range(12):
+        await objects.create(
+            Post, author=authors[i % 5], title=f"t{i}", score=i, editor=authors[0] if i % 4 == 0 else None
+        )
+    await objects.create(Tagged, tag="abc")
+    return {"authors": authors}
+
+
+@pytest.fixture
+def verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiler, "VERIFY", True)
+
+
+def sync(objects: peewee_async.Manager, call: Callable[[], Any]) -> Any:
+    with objects.allow_sync():
+        return call()
+
+
+def graph(row: Any) -> Any:
+    """A model row as plain data: its fields and the related instances it holds."""
+    if isinstance(row, peewee.Model):
+        related = {name: graph(value) for name, value in row.__rel__.items()}
+        return (type(row).__name__, dict(row.__data__), related, sorted(row._dirty))
+    if isinstance(row, tuple) and hasattr(row, "_fields"):
+        return (row._fields, tuple(row))
+    return row
+
+
+# Each case: a name and a function of k building the query. They cover the node
+# types of peewee a select, update or delete is made of.
+SELECTS: list[tuple[str, Callable[[int], Any]]] = [
+    ("where eq", lambda k: Author.select().where(Author.id == k)),
+    (
+        "where and/or, order, limit, offset",
+        lambda k: (
+            Author.select()
+            .where((Author.age > 20 + k % 3) | (Author.name == f"a{k}"))
+            .order_by(Author.name.desc())
+            .limit(3)
+            .offset(k % 2)
+        ),
+    ),
+    ("IN list", lambda k: Author.select().where(Author.id.in_([k, k + 1, k + 2])).order_by(Author.id)),
+    (
+        "IN list of other length",
+        lambda k: Author.select().where(Author.id.in_(list(range(k)))).order_by(Author.id),
+    ),
+    ("IN empty", lambda k: Author.select().where(Author.id.in_([]))),
+    ("NOT IN", lambda k: Author.select().where(Author.id.not_in([k])).order_by(Author.id)),
+    ("IS NULL", lambda k: Author.select().where(Author.age.is_null()).order_by(Author.id)),
+    ("== None", lambda k: Author.select().where((Author.age == None) | (Author.id == k)).order_by(Author.id)),  # noqa: E711
+    ("!= None", lambda k: Author.select().where(Author.age != None).order_by(Author.id)),  # noqa: E711
+    ("LIKE escaped", lambda k: Author.select().where(Author.name.contains(f"a{k % 5}")).order_by(Author.id)),
+    ("startswith", lambda k: Author.select().where(Author.name.startswith("a")).order_by(Author.id)),
+    ("BETWEEN", lambda k: Author.select().where(Author.age.between(20 + k % 2, 24)).order_by(Author.id)),
+    ("NOT", lambda k: Author.select().where(~(Author.id == k)).order_by(Author.id)),
+    (
+        "arithmetic",
+        lambda k: Author.select(Author.id, (Author.age + k).alias("older")).order_by(Author.id).dicts(),
+    ),
+    (
+        "fn and alias",
+        lambda k: Author.select(fn.LOWER(Author.name).alias("low")).where(Author.id > k).dicts(),
+    ),
+    ("COUNT scalar", lambda k: Author.select(fn.COUNT(SQL("*"))).where(Author.age > 20 + k % 4).tuples()),
+    (
+        "GROUP BY HAVING",
+        lambda k: (
+            Post.select(Post.author, fn.SUM(Post.score).alias("total"))
+            .group_by(Post.author)
+            .having(fn.SUM(Post.score) > k)
+            .order_by(Post.author)
+            .tuples()
+        ),
+    ),
+    (
+        "CASE",
+        lambda k: (
+            Author.select(Author.id, Case(Author.age, ((21, "one"), (20 + k % 5, "k")), "other").alias("c"))
+            .order_by(Author.id)
+            .dicts()
+        ),
+    ),
+    (
+        "CASE without base",
+        lambda k: (
+            Author.select(Case(None, ((Author.age > 20 + k % 5, "old"),), "young").alias("c"))
+            .order_by(Author.id)
+            .tuples()
+        ),
+    ),
+    ("SQL with params", lambda k: Author.select().where(SQL(f"age > {PARAM[0]}", [20 + k % 4])).order_by(Author.id)),
+    ("CAST", lambda k: Author.select(Author.age.cast("CHAR(8)").alias("s")).where(Author.id == k).dicts()),
+    (
+        "DISTINCT",
+        lambda k: Post.select(Post.author).distinct().where(Post.score > k).order_by(Post.author).tuples(),
+    ),
+    (
+        "subquery IN",
+        lambda k: (
+            Post.select()
+            .where(Post.author.in_(Author.select(Author.id).where(Author.age > 20 + k % 4)))
+            .order_by(Post.id)
+        ),
+    ),
+    (
+        "EXISTS subquery",
+        lambda k: (
+            Author.select()
+            .where(fn.EXISTS(Post.select(SQL("1")).where((Post.author == Author.id) & (Post.score > k))))
+            .order_by(Author.id)
+        ),
+    ),
+    ("CTE", lambda k: _cte(k)),
+    (
+        "window",
+        lambda k: (
+            Post.select(
+                Post.id,
+                fn.ROW_NUMBER().over(partition_by=[Post.author], order_by=[Post.score.desc()]).alias("rn"),
+            )
+            .where(Post.score > k)
+            .order_by(Post.id)
+            .tuples()
+        ),
+    ),
+    (
+        "UNION",
+        lambda k: (
+            Author.select(Author.id).where(Author.id == k)
+            | Author.select(Author.id).where(Author.id == k + 1)
+        ).order_by(SQL("1")),
+    ),
+    (
+        "UNION ALL tuples",
+        lambda k: (
+            Author.select(Author.name).where(Author.id <= k)
+            + Author.select(Author.name).where(Author.id > k + 2)
+        ).tuples(),
+    ),
+    (
+        "ORDER BY NULLS LAST",
+        lambda k: Author.select().where(Author.id > k % 2).order_by(Author.age.desc(nulls="last")),
+    ),
+    ("join models", lambda k: Post.select(Post, Author).join(Author).where(Post.score > k).order_by(Post.id)),
+    (
+        "join dicts",
+        lambda k: (
+            Post.select(Post.title, Author.name).join(Author).where(Post.score > k).order_by(Post.id).dicts()
+        ),
+    ),
+    (
+        "join tuples",
+        lambda k: (
+            Post.select(Post.id, Author.id).join(Author).where(Post.score < k).order_by(Post.id).tuples()
+        ),
+    ),
+    (
+        "join namedtuples",
+        lambda k: (
+            Post.select(Post.id, Author.name)
+            .join(Author)
+            .where(Author.id == k)
+            .order_by(Post.id)
+            .namedtuples()
+        ),
+    ),
+    (
+        "join objects",
+        lambda k: (
+            Post.select(Post.id, Author.name).join(Author).where(Post.score > k).order_by(Post.id).objects()
+        ),
+    ),
+    ("left outer join with None", lambda k: _editors(k)),
+    ("aliased join", lambda k: _aliased(k)),
+    (
+        "switch",
+        lambda k: (
+            Post.select(Post, Author).join(Author).switch(Post).where(Post.score >= k).order_by(Post.id)
+        ),
+    ),
+    (
+        "join_from",
+        lambda k: (
+            Post.select(Post.id, Author.name)
+            .join_from(Post, Author)
+            .where(Author.id > k)
+            .order_by(Post.id)
+            .tuples()
+        ),
+    ),
+    (
+        "backref join",
+        lambda k: Author.select(Author, Post).join(Post, on=Post.author).where(Post.score == k).order_by(Post.id),
+    ),
+    ("model instance compared", lambda k: None),  # built in the test, of the authors made
+    ("paginate", lambda k: Post.select().order_by(Post.id).paginate(1 + k % 3, 4)),
+    ("get of a query", lambda k: Author.select().where(Author.name == f"a{k % 5}").limit(1)),
+]
+
+
+def _cte(k: int) -> Any:
+    scores = (
+        Post.select(Post.author, fn.MAX(Post.score).alias("best")).where(Post.score > k).group_by(Post.author)
+    )
+    cte = scores.cte("best_scores", columns=("author_id", "best"))
+    return (
+        Author.select(Author.name, cte.c.best)
+        .join(cte, on=(Author.id == cte.c.author_id))
+        .with_cte(cte)
+        .order_by(Author.id)
+        .tuples()
+    )
+
+
+def _editors(k: int) -> Any:
+    editor = Author.alias("editor")
+    return (
+        Post.select(Post, editor)
+        .join(editor, JOIN.LEFT_OUTER, on=(Post.editor == editor.id))
+        .where(Post.score > k)
+        .order_by(Post.id)
+    )
+
+
+def _aliased(k: int) -> Any:
+    writer = Author.alias()
+    return (
+        Post.select(Post, writer)
+        .join(writer, on=(Post.author == writer.id))
+        .where(writer.id > k)
+        .order_by(Post.id)
+    )
+
+
+def _ids(cases: list[tuple[str, Any]]) -> list[str]:
+    return [name for name, _ in cases]
+
+
+@pytest.mark.parametrize(("name", "build"), SELECTS, ids=_ids(SELECTS))
+async def test_select_shapes(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None, name: str, build: Callable[[int], Any]
+) -> None:
+    """Each select: served from the cache the second time, with peewee's SQL and rows (verified)."""
+    builder = build
+    if name == "model instance compared":
+        built = [
+            Post.select().where(Post.author == author).order_by(Post.id) for author in data["authors"][1:3]
+        ]
+
+        def builder(k: int) -> Any:
+            return built[k - 1]
+
+    for k in (1, 2):
+        query = builder(k)
+        rows = await objects.execute(query)
+        assert [graph(row) for row in rows] == [
+            graph(row) for row in sync(objects, lambda q=query: list(q.clone()))
+        ]
+        assert compiler.lookup(db, builder(k)) is not None, f"{name}: not served from the cache"
+
+
+@pytest.mark.parametrize("k", [0, 3])
+async def test_shortcuts_of_queries(objects: peewee_async.Manager, data: Any, verify: None, k: int) -> None:
+    """get() and scalar() of a query, count() of filtered and joined queries, as sync peewee answers."""
+    author = await objects.get(Author.select().where(Author.name == f"a{k}"))
+    assert author.name == f"a{k}"
+    assert await objects.get(Author, Author.name == f"a{k}") == author
+    with pytest.raises(Author.DoesNotExist):
+        await objects.get(Author.select().where(Author.name == "nobody"))
+    count_queries = [
+        Author.select().where(Author.age > 20 + k),
+        Post.select(Post, Author).join(Author).where(Author.age >= 20 + k).order_by(Post.id),
+        Post.select().where(Post.editor.is_null()),
+        Post.select().join(Author, JOIN.LEFT_OUTER, on=(Post.editor == Author.id)).where(Post.score > k),
+        Post.select(Post.author).distinct(),
+        Post.select(Post.author, fn.COUNT(Post.id)).group_by(Post.author),
+        Post.select().order_by(Post.id).limit(5).offset(k),
+        Author.select().where(Author.id.in_(Post.select(Post.author).where(Post.score > k))),
+    ]
+    for query in count_queries:
+        assert await objects.count(query) == sync(objects, query.count), query.sql()
+        assert await objects.count(query, clear_limit=True) == sync(
+            objects, lambda q=query: q.count(clear_limit=True)
+        )
+    scalar = Author.select(fn.MAX(Author.age)).where(Author.id > k)
+    assert await objects.scalar(scalar) == sync(objects, scalar.scalar)
+
+
+async def test_writes_by_expression(objects: peewee_async.Manager, db: Any, data: Any, verify: None) -> None:
+    """update and delete by expression: served from the cache, the rows changed as peewee changes them."""
+    for k in (1, 2):
+        changed = await objects.execute(Post.update(score=Post.score + k).where(Post.author == k))
+        assert changed == sync(objects, Post.select().where(Post.author == k).count)
+        assert compiler.lookup(db, Post.update(score=Post.score + k).where(Post.author == k)) is not None
+        await objects.execute(Author.update(age=None).where(Author.id == k + 2))
+        assert (await objects.get(Author, id=k + 2)).age is None
+    scores = [post.score for post in await objects.execute(Post.select().order_by(Post.id))]
+    assert scores == [post.score for post in sync(objects, lambda: list(Post.select().order_by(Post.id)))]
+    editor = data["authors"][0]
+    assert await objects.execute(Post.update(editor=editor).where(Post.score > 100)) == 0
+    assert await objects.execute(Post.delete().where(Post.score > 13)) == sync(
+        objects, Post.select().where(Post.score > 13).count
+    )
+    assert await objects.execute(Post.delete().where(Post.title.in_(["t0", "t1"]))) == 2
+
+
+async def test_returning(objects: peewee_async.Manager, backend: str, data: Any, verify: None) -> None:
+    """RETURNING of an update (PostgreSQL): rows as peewee gives them."""
+    if family(backend) != "postgres":
+        pytest.skip("RETURNING of an UPDATE: PostgreSQL")
+    for k in (1, 2):
+        rows = await objects.execute(
+            Author.update(age=Author.age + 1).where(Author.id == k).returning(Author.id, Author.age)
+        )
+        assert [(row.id, row.age) for row in rows] == [(k, 20 + k)]
+
+
+async def test_for_update(objects: peewee_async.Manager, backend: str, data: Any, verify: None) -> None:
+    """for_update() inside a transaction: the rows, locked, from the cache the second time."""
+    if family(backend) == "sqlite":
+        pytest.skip("SQLite has no FOR UPDATE")
+    for k in (1, 2):
+        async with objects.atomic():
+            rows = await objects.execute(Author.select().where(Author.id == k).for_update())
+            assert [row.id for row in rows] == [k]
+
+
+async def test_none_and_in_lists_are_shape(db: Any, objects: peewee_async.Manager, data: Any) -> None:
+    """None and the length of an IN list change the SQL: they make other keys, never a wrong reuse."""
+    keys = {
+        query_keys.walk(query).key
+        for query in (
+            Author.select().where(Author.age == 1),
+            Author.select().where(Author.age == None),  # noqa: E711
+            Author.select().where(Author.age.in_([1])),
+            Author.select().where(Author.age.in_([1, 2])),
+            Author.select().where(Author.age.in_([])),
+            Author.select().where(Author.age == "1"),
+        )
+    }
+    assert len(keys) == 6
+    assert (
+        query_keys.walk(Author.select().where(Author.age == 1)).key
+        == query_keys.walk(Author.select().where(Author.age == 2)).key
+    )
+
+
+async def test_values_peewee_writes_as_sql(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """A field whose db_value is SQL: peewee compiles the query each time, the rows stay right."""
+    for tag in ("ABC", "abc"):
+        rows = await objects.execute(Tagged.select().where(Tagged.tag == tag))
+        assert [row.tag for row in rows] == ["abc"]
+        assert compiler.lookup(db, Tagged.select().where(Tagged.tag == tag)) is None
+
+
+class Unusual(peewee.Expression):
+    """A node class the walk does not know."""
+
+
+async def test_unknown_nodes_are_compiled_by_peewee(
+    objects: peewee_async.Manager, db: Any, data: Any
+) -> None:
+    query = Author.select().where(Unusual(Author.id, "=", 1))
+    with pytest.raises(query_keys.Unkeyable):
+        query_keys.walk(query)
+    assert compiler.lookup(db, query) is None
+    assert [author.id for author in await objects.execute(query)] == [1]
+    raw = Author.raw(
+        "SELECT * FROM author WHERE id = %s" if db.param == "%s" else "SELECT * FROM author WHERE id = ?", 1
+    )
+    with pytest.raises(query_keys.Unkeyable):
+        query_keys.walk(raw)
+
+
+async def test_a_changed_table_makes_another_key(objects: peewee_async.Manager, db: Any, data: Any) -> None:
+    """A new table name (or database) gives the model a new table: the old statement is not reused."""
+    before = query_keys.walk(Author.select().where(Author.id == 1)).key
+    Author._meta.set_table_name("author_renamed")
+    try:
+        after = query_keys.walk(Author.select().where(Author.id == 1)).key
+        assert before != after
+        assert "author_renamed" in compiler.compile_query(db, Author.select().where(Author.id == 1))[0]
+    finally:
+        Author._meta.set_table_name("author")
+    assert "author_renamed" not in compiler.compile_query(db, Author.select().where(Author.id == 1))[0]
+
+
+async def test_verification_fails_on_a_difference(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """The verification mode is not a formality: a cached statement made wrong is caught."""
+    query = Author.select().where(Author.id == 1)
+    await objects.execute(query)
+    shape = compiler.lookup(db, Author.select().where(Author.id == 2))
+    assert shape is not None
+    shape[2].sql = shape[2].sql.replace("=", "<>")
+    with pytest.raises(compiler.VerificationError, match="differs from peewee"):
+        await objects.execute(Author.select().where(Author.id == 3))
+    db.statement_cache.clear()
+
+
+async def test_verification_of_rows_fails_on_a_difference(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    query = Post.select(Post, Author).join(Author).where(Post.id == 1)
+    await objects.execute(query)
+    found = compiler.lookup(db, Post.select(Post, Author).join(Author).where(Post.id == 2))
+    assert found is not None and found[2].rows is not None
+    plan = found[2].rows
+    real = plan.build
+
+    def wrong(rows: Any) -> Any:
+        built = real(rows)
+        for row in built:
+            row.__data__["title"] = "changed"
+        return built
+
+    plan.build = wrong
+    with pytest.raises(compiler.VerificationError, match="differs from peewee"):
+        await objects.execute(Post.select(Post, Author).join(Author).where(Post.id == 3))
+    db.statement_cache.clear()
