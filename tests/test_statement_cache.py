@@ -152,7 +152,10 @@ SELECTS: list[tuple[str, Callable[[int], Any]]] = [
             .tuples()
         ),
     ),
-    ("SQL with params", lambda k: Author.select().where(SQL(f"age > {PARAM[0]}", [20 + k % 4])).order_by(Author.id)),
+    (
+        "SQL with params",
+        lambda k: Author.select().where(SQL(f"age > {PARAM[0]}", [20 + k % 4])).order_by(Author.id),
+    ),
     ("CAST", lambda k: Author.select(Author.age.cast("CHAR(8)").alias("s")).where(Author.id == k).dicts()),
     (
         "DISTINCT",
@@ -254,7 +257,9 @@ SELECTS: list[tuple[str, Callable[[int], Any]]] = [
     ),
     (
         "backref join",
-        lambda k: Author.select(Author, Post).join(Post, on=Post.author).where(Post.score == k).order_by(Post.id),
+        lambda k: (
+            Author.select(Author, Post).join(Post, on=Post.author).where(Post.score == k).order_by(Post.id)
+        ),
     ),
     ("model instance compared", lambda k: None),  # built in the test, of the authors made
     ("paginate", lambda k: Post.select().order_by(Post.id).paginate(1 + k % 3, 4)),
