@@ -123,6 +123,9 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
     if found is not None:
         sql, params, shape = found
         cursor = await database._execute(intent, sql, params)
+        if not cursor.rows:
+            # Nothing to build (and asyncpg describes no columns of an empty result).
+            return _keep(query, cursor, [])
         plan = shape.rows
         if plan is None or plan.names != row_plans.column_names(cursor.description):
             plan = shape.rows = row_plans.plan_rows(query, cursor)

@@ -48,8 +48,6 @@ _is_model: Callable[[Any], bool] = peewee.is_model  # type: ignore[attr-defined]
 _PLAIN = frozenset((str, int, float, bool, bytes, type(None)))
 _FIELD_SQL = (_Field.__sql__, _FieldAlias.__sql__)
 
-#: An attribute the node does not have: a key token of its own.
-MISSING = object()
 #: Marks a list of items in the key, followed by its length.
 _MANY = object()
 #: Marks a model class (a source) in the key, and a field.
@@ -151,11 +149,6 @@ StringExpression: Any = getattr(peewee, "StringExpression", None)
 if StringExpression is not None:
     _SPECS[StringExpression] = _SPECS[peewee.Expression]
 
-# Per class: its attributes in a fixed order, each with its walking method's name,
-# and the set of names it may carry.
-_PLANS: dict[type, tuple[tuple[tuple[str, str], ...], frozenset[str]]] = {
-    cls: (tuple(spec.items()), frozenset(spec)) for cls, spec in _SPECS.items()
-}
 #: The query classes a whole statement may be.
 STATEMENTS = frozenset(
     (
@@ -176,7 +169,7 @@ STATEMENTS = frozenset(
 class Walk:
     """The key of one query, its leaves, and where each leaf was found."""
 
-    __slots__ = ("key", "leaves", "places", "holds", "_add")
+    __slots__ = ("key", "leaves", "places", "holds", "_add", "_models")
 
     def __init__(self) -> None:
         self.key: Any = []
@@ -185,25 +178,30 @@ class Walk:
         self.places: list[tuple[Any, str, tuple[Any, ...]]] = []
         self.holds: list[Any] = []
         self._add = self.key.append
+        self._models: set[int] = set()
 
     # -- nodes -----------------------------------------------------------
 
     def node(self, node: Any) -> None:
         cls = type(node)
-        plan = _PLANS.get(cls)
-        if plan is None:
+        spec = _SPECS.get(cls)
+        if spec is None:
             self._other(node, cls)
             return
         add = self._add
         add(cls)
-        attributes = node.__dict__
-        names, allowed = plan
-        if not attributes.keys() <= allowed:
-            raise Unkeyable(f"{cls.__name__} with attributes {sorted(attributes.keys() - allowed)}")
-        for name, how in names:
-            value = attributes.get(name, MISSING)
-            if value is MISSING or value is None:
-                add(value)
+        # The attributes the node has, each named in the key: two nodes built the
+        # same way list them in the same order; built otherwise, they make another
+        # key for the same SQL, never one key for two.
+        for name, value in node.__dict__.items():
+            how = spec.get(name)
+            if how is None:
+                raise Unkeyable(f"{cls.__name__} with an attribute {name!r}")
+            if how == "i":
+                continue
+            add(name)
+            if value is None:
+                add(None)
             elif how == "o":
                 self.operand(value, node, name, ())
             elif how == "s":
@@ -226,7 +224,11 @@ class Walk:
                 add(_FIELD)
                 add(id(node))
                 self.holds.append(node)
-                self.source(node.model)
+                model = node.model
+                if id(model) not in self._models:
+                    # The model's table once per walk: a field's model is fixed.
+                    self._models.add(id(model))
+                    self.source(model)
                 return
             if sql is _FieldAlias.__sql__:
                 alias: Any = node

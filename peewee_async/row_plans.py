@@ -35,6 +35,9 @@ from .cursor import FetchedCursor
 _Field = peewee.Field
 _ModelSelect: Any = peewee.ModelSelect
 _ModelCursorWrapper: Any = peewee.ModelCursorWrapper
+_ModelDictCursorWrapper: Any = peewee.ModelDictCursorWrapper
+_ModelTupleCursorWrapper: Any = peewee.ModelTupleCursorWrapper
+_ModelNamedTupleCursorWrapper: Any = peewee.ModelNamedTupleCursorWrapper
 _is_model: Callable[[Any], bool] = peewee.is_model  # type: ignore[attr-defined]
 
 Rows = Sequence[Sequence[Any]]
@@ -72,6 +75,11 @@ def plan_rows(query: Any, cursor: FetchedCursor) -> RowPlan:
 
 
 def _model_builder(query: Any, wrapper: Any) -> Callable[[Rows], list[Any]] | None:
+    kind = type(wrapper)
+    if kind is _ModelDictCursorWrapper:
+        return _dict_builder(wrapper)
+    if kind is _ModelTupleCursorWrapper or kind is _ModelNamedTupleCursorWrapper:
+        return _tuple_builder(wrapper, named=kind is _ModelNamedTupleCursorWrapper)
     if type(query) is not _ModelSelect or query._row_type not in (None, peewee.ROW.MODEL):
         return None
     single = shapes.select_row_builder_for(query)
@@ -80,6 +88,57 @@ def _model_builder(query: Any, wrapper: Any) -> Callable[[Rows], list[Any]] | No
     if type(wrapper) is _ModelCursorWrapper:
         return _join_builder(wrapper)
     return None
+
+
+def _compile(lines: list[str], namespace: dict[str, Any], name: str) -> Callable[[Rows], list[Any]]:
+    """``build(rows)``: ``lines`` run for each ``row``, appending one result each."""
+    body = "\n".join(f"        {line}" for line in lines)
+    head = "def build(rows):\n    result = []\n    append = result.append\n    for row in rows:\n"
+    source = f"{head}{body}\n    return result\n"
+    exec(compile(source, f"<peewee_async {name} row builder>", "exec"), namespace)
+    build: Callable[[Rows], list[Any]] = namespace["build"]
+    return build
+
+
+def _value(index: int, converters: Sequence[Any], namespace: dict[str, Any]) -> str:
+    """The expression of column ``index``'s value, through its converter if it has one."""
+    if converters[index] is None:
+        return f"row[{index}]"
+    namespace[f"c{index}"] = converters[index]
+    return f"c{index}(row[{index}])"
+
+
+def _dict_builder(wrapper: Any) -> Callable[[Rows], list[Any]]:
+    """``.dicts()`` of a model select: the dict peewee's ``ModelDictCursorWrapper`` makes.
+
+    peewee 4 names duplicated columns apart and sets the columns without a
+    converter first; peewee 3.17 keeps the first of duplicated columns, in
+    column order. A dict display in that same order gives the same dict.
+    """
+    namespace: dict[str, Any] = {}
+    converters = wrapper.converters
+    items: list[str] = []
+    if hasattr(wrapper, "unique_columns"):  # peewee 4
+        columns = wrapper.unique_columns
+        order = [*wrapper.no_convert, *wrapper.convert]
+    else:
+        columns = wrapper.columns
+        seen: set[str] = set()
+        order = []
+        for index, column in enumerate(columns):
+            if column not in seen:
+                seen.add(column)
+                order.append(index)
+    for index in order:
+        items.append(f"{columns[index]!r}: {_value(index, converters, namespace)}")
+    return _compile([f"append({{{', '.join(items)}}})"], namespace, "dict")
+
+
+def _tuple_builder(wrapper: Any, named: bool) -> Callable[[Rows], list[Any]]:
+    """``.tuples()`` or ``.namedtuples()`` of a model select, as peewee's wrappers make them."""
+    namespace: dict[str, Any] = {"make": wrapper.constructor}
+    values = "".join(f"{_value(index, wrapper.converters, namespace)}, " for index in range(wrapper.ncols))
+    return _compile([f"append(make(({values})))" if named else f"append(({values}))"], namespace, "tuple")
 
 
 def _constructor(value: Any) -> Any:

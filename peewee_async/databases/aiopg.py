@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,37 @@ def _send_cancel(cancel: int) -> str | None:
         libpq.PQfreeCancel(cancel)
 
 
+def _forget_closed_sockets(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop the event loop's readers of aiopg connections whose socket libpq has closed.
+
+    When the server goes away, libpq closes a connection's socket at once,
+    and the number is free before aiopg removes its reader from the event
+    loop (it does so the next time it reads). A connection opened in between
+    gets the same number, and aiopg's ``add_reader`` finds the dead one's
+    entry: asyncio then only swaps the callback, and epoll, which dropped the
+    old socket with it, never reports the new one readable (the connection
+    hangs), or, where the dead one was writing, fails with
+    ``FileNotFoundError``. So before each new connection the dead ones' entries
+    go, and each dead connection is told it has no socket any more (else
+    closing it later would remove its successor's reader).
+
+    Only asyncio's selector loops keep such entries (``loop._selector``).
+    """
+    selector = getattr(loop, "_selector", None)
+    if selector is None:
+        return
+    for fileno, key in list(selector.get_map().items()):
+        for handle in key.data or ():
+            args = getattr(handle, "_args", None) or ()
+            owner = args[0]() if args and isinstance(args[0], weakref.ref) else None
+            if isinstance(owner, aiopg.Connection) and owner._fileno == fileno and owner._conn.closed:
+                owner._fileno = None
+                owner._writing = False
+                loop.remove_reader(fileno)
+                loop.remove_writer(fileno)
+                break
+
+
 class AiopgDriver(PostgresqlDriver):
     """aiopg connections; hstore, JSON and UUID values are adapted as psycopg2 adapts them."""
 
@@ -70,6 +102,7 @@ class AiopgDriver(PostgresqlDriver):
 
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         dsn, params = connect_arguments(database, timeout)
+        _forget_closed_sockets(asyncio.get_running_loop())
         return await aiopg.connect(
             dsn,
             # aiopg applies this one timeout to every statement; we bound

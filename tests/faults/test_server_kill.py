@@ -181,3 +181,26 @@ async def test_a_new_connection_on_the_socket_number_of_a_killed_one(db, objects
         assert result.fetchone()[0] == 4
     finally:
         pool.release(fresh)
+
+
+@pytest.mark.parametrize("backend", ["postgres-pool"], indirect=True)
+async def test_a_new_connection_on_the_socket_number_of_one_not_yet_read(db, objects, backend):
+    """aiopg: a socket closed under a connection before aiopg read from it again.
+
+    Its number is reused by the next connection, while the event loop still
+    has the dead one's reader: the new connection opens all the same, works,
+    and closing the dead one leaves the new one's reader alone.
+    """
+    await fill_pool(db, backend, 1)
+    pool = db.pool
+    dead = await pool.acquire()
+    number = dead.raw._fileno
+    dead.raw._conn.close()  # libpq's socket gone; aiopg has not seen it yet
+    fresh = await asyncio.wait_for(pool._connect(), 10)
+    try:
+        assert fresh.raw._fileno == number
+        pool._discard(dead)
+        result = await asyncio.wait_for(pool.execute(fresh, "SELECT 5", ()), 10)
+        assert result.fetchone()[0] == 5
+    finally:
+        pool.release(fresh)
