@@ -80,8 +80,15 @@ def compile_query(database: AsyncDatabase, query: Any) -> tuple[str, list[Any]]:
     return peewee_compile(database, query)
 
 
-def lookup(database: AsyncDatabase, query: Any) -> tuple[str, list[Any], Shape] | None:
+def lookup(
+    database: AsyncDatabase, query: Any, derived: Derived | None = None
+) -> tuple[str, list[Any], Shape] | None:
     """SQL, parameters and :class:`Shape` of ``query`` from the cache (compiling its shape once), or ``None``.
+
+    With ``derived``, those of the statement it derives from ``query`` (the
+    first row of it, its count...), under a key of its own: the query is walked,
+    and the derived statement is built only when its shape is compiled (with
+    the query's slots in it), not at every call.
 
     ``None`` when the query cannot be keyed, when a value must be compiled by
     peewee, or while the server version is unknown.
@@ -93,10 +100,10 @@ def lookup(database: AsyncDatabase, query: Any) -> tuple[str, list[Any], Shape] 
     except Unkeyable:
         return None
     cache = database.statement_cache
-    key = found.key
+    key = found.key if derived is None else (derived, found.key)
     shape = cache.get(key, _UNKNOWN)
     if shape is _UNKNOWN:
-        shape = _compile_shape(database, query, found)
+        shape = _compile_shape(database, query, found, derived)
         cache.put(key, shape)
     else:
         cache.move_to_end(key)  # used now: the last to be pruned
@@ -107,8 +114,25 @@ def lookup(database: AsyncDatabase, query: Any) -> tuple[str, list[Any], Shape] 
     except Fallback:
         return None
     if VERIFY:
-        verify_statement(database, query, shape.sql, params)
+        verify_statement(database, query if derived is None else derived.build(query), shape.sql, params)
     return shape.sql, params, shape
+
+
+class Derived:
+    """A statement made of a query (``get()``'s first row, ``count()``...): ``build(query)`` makes it.
+
+    Hashable by identity, it is part of the cache key of the statements it
+    makes: each kind of derived statement is one object, made once.
+    """
+
+    __slots__ = ("name", "build")
+
+    def __init__(self, name: str, build: Any) -> None:
+        self.name = name
+        self.build = build
+
+    def __repr__(self) -> str:
+        return f"Derived({self.name!r})"
 
 
 def verify_statement(database: AsyncDatabase, query: Any, sql: str, params: Sequence[Any]) -> None:
@@ -161,13 +185,18 @@ class _RecordingContext(peewee.Context):
         return self.literal(self.state.param or "?") if add_param else self
 
 
-def _compile_shape(database: AsyncDatabase, query: Any, found: Any) -> Shape | None:
-    """Compile the shape of ``query`` with slots for its values; ``None`` if it cannot be reused."""
+def _compile_shape(database: AsyncDatabase, query: Any, found: Any, derived: Derived | None) -> Shape | None:
+    """Compile the shape of ``query`` (or of what ``derived`` makes of it) with slots for its values.
+
+    ``None`` if it cannot be reused. The derived statement is made while the
+    slots are in: it copies the query's attributes, slots included.
+    """
     try:
         with slot_in(found):
+            statement = query if derived is None else derived.build(query)
             options: dict[str, Any] = database.get_context_options()  # type: ignore[attr-defined]
             context: Any = _RecordingContext(**options)
-            sql, values = context.sql(query).query()
+            sql, values = context.sql(statement).query()
     except Exception as exc:
         logger.debug("Compiling every time a query shape that failed with slots: %r", exc)
         return None

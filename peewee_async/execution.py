@@ -11,7 +11,7 @@ a :class:`~peewee_async.cursor.FetchedCursor`, and peewee's cursor wrapper and
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import peewee
@@ -123,22 +123,33 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
     if found is not None:
         sql, params, shape = found
         cursor = await database._execute(intent, sql, params)
-        if not cursor.rows:
-            # Nothing to build (and asyncpg describes no columns of an empty result).
-            return _keep(query, cursor, [])
-        plan = shape.rows
-        if plan is None or plan.names != row_plans.column_names(cursor.description):
-            plan = shape.rows = row_plans.plan_rows(query, cursor)
-        rows = plan.build(cursor.rows)
-        if compiler.VERIFY:
-            row_plans.verify_rows(query, cursor, rows)
-        return _keep(query, cursor, rows)
+        return _keep(query, cursor, built_rows(query, cursor, shape))
     cursor = await database._execute(intent, query)
     build = shapes.select_row_builder(database, query)
     if build is None:
         return _fill(query, cursor)
     # A plain model select: the same instances as peewee's wrapper makes, made directly.
     return _keep(query, cursor, build(cursor.rows))
+
+
+def built_rows(
+    query: Any, cursor: FetchedCursor, shape: compiler.Shape, rows_of: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    """The rows of ``cursor``, a result of ``shape``, as peewee's wrapper of ``query`` makes them.
+
+    ``rows_of(query)``, if given, is the query whose row type the result has
+    (``query.tuples()`` for a scalar), made only when the shape's rows are
+    planned or verified.
+    """
+    if not cursor.rows:
+        return []  # nothing to build (and asyncpg describes no columns of an empty result)
+    plan = shape.rows
+    if plan is None or plan.names != row_plans.column_names(cursor.description):
+        plan = shape.rows = row_plans.plan_rows(query if rows_of is None else rows_of(query), cursor)
+    rows: list[Any] = plan.build(cursor.rows)
+    if compiler.VERIFY:
+        row_plans.verify_rows(query if rows_of is None else rows_of(query), cursor, rows)
+    return rows
 
 
 def _keep(query: Any, cursor: FetchedCursor, rows: list[Any]) -> list[Any]:

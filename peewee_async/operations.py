@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
-from . import shapes
-from .execution import database_of, database_of_model, execute
+from . import compiler, shapes
+from .execution import built_rows, database_of, database_of_model, execute, read_intent
 from .intent import Intent
 
 if TYPE_CHECKING:
@@ -46,8 +46,52 @@ def select_for_get(source: Any, *args: Any, **kwargs: Any) -> Any:
     return query.paginate(1, 1)
 
 
+#: The statements made of a query: its first row (``get``), its count, its first value.
+FIRST_ROW = compiler.Derived("first row", lambda query: query.paginate(1, 1))
+COUNTS = {
+    clear_limit: compiler.Derived(
+        f"count (clear_limit={clear_limit})", lambda query, clear=clear_limit: _count_of(query, clear)
+    )
+    for clear_limit in (False, True)
+}
+SCALAR = compiler.Derived("scalar", lambda query: query.tuples().limit(1))
+
+
+def _count_of(query: Any, clear_limit: bool) -> Any:
+    flat = _flat_count(query, clear_limit)
+    return (_counting(query, clear_limit) if flat is None else flat).tuples().limit(1)
+
+
+def _tuples(query: Any) -> Any:
+    return query.tuples()
+
+
+async def _run_derived(db: AsyncDatabase, query: Any, derived: compiler.Derived) -> Any:
+    """The cursor and shape of the statement ``derived`` makes of ``query``; ``None`` if it is not cached."""
+    found = compiler.lookup(db, query, derived)
+    if found is None:
+        return None
+    sql, params, shape = found
+    intent = Intent.READ if db._replicas is None else read_intent(query)
+    return await db._execute(intent, sql, params), shape
+
+
 async def get(database: AsyncDatabase | None, source: Any, *args: Any, **kwargs: Any) -> Any:
     """``Model.get``: the first matching row, or the model's ``DoesNotExist``."""
+    if (
+        not args
+        and not kwargs
+        and type(source) is peewee.ModelSelect
+        and not getattr(source, "_load_tree", None)
+    ):
+        db = database_of(source, database)
+        ran = await _run_derived(db, source, FIRST_ROW)
+        if ran is not None:
+            cursor, shape = ran
+            built = built_rows(source, cursor, shape)
+            if not built:
+                raise _does_not_exist(select_for_get(source))
+            return built[0]
     if isinstance(source, type) and issubclass(source, peewee.Model):
         db = database_of_model(source, database)
         found = shapes.get_statement(db, source, args, kwargs)
@@ -285,6 +329,10 @@ async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = 
             cursor = await running
             rows = cursor.rows
             return int((rows[0][0] if rows else None) or 0)
+    ran = await _run_derived(db, query, COUNTS[bool(clear_limit)])
+    if ran is not None:
+        rows = ran[0].rows
+        return int((rows[0][0] if rows else None) or 0)  # COUNT is not converted
     flat = _flat_count(query, clear_limit)
     result = await scalar(db, _counting(query, clear_limit) if flat is None else flat)
     return int(result or 0)
@@ -348,7 +396,14 @@ def _count_can_project_one(query: Any) -> bool:
 
 async def scalar(database: AsyncDatabase | None, query: Any, as_tuple: bool = False) -> Any:
     """``SelectBase.scalar``: the first column of the first row (the whole row with ``as_tuple``)."""
-    rows = await execute(database_of(query, database), query.tuples().limit(1))
+    db = database_of(query, database)
+    ran = await _run_derived(db, query, SCALAR)
+    rows: Any
+    if ran is not None:
+        cursor, shape = ran
+        rows = built_rows(query, cursor, shape, rows_of=_tuples)
+    else:
+        rows = await execute(db, query.tuples().limit(1))
     if not rows:
         return None
     return rows[0] if as_tuple else rows[0][0]

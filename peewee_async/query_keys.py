@@ -32,7 +32,7 @@ that peewee compiles the query's shape once (see :mod:`.compiler`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,7 +44,14 @@ _Field = peewee.Field
 _FieldAlias = peewee.FieldAlias
 _ModelAlias = peewee.ModelAlias
 _MULTI = peewee.multi_types
-_is_model: Callable[[Any], bool] = peewee.is_model  # type: ignore[attr-defined]
+_ModelBase = peewee.ModelBase
+
+
+def _is_model(value: Any) -> bool:
+    """A model class (peewee's ``is_model``, in one isinstance)."""
+    return isinstance(value, _ModelBase)
+
+
 _PLAIN = frozenset((str, int, float, bool, bytes, type(None)))
 _FIELD_SQL = (_Field.__sql__, _FieldAlias.__sql__)
 
