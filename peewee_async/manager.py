@@ -263,6 +263,15 @@ class Manager:
         """
         return await operations.count(self._db, query, clear_limit=clear_limit)
 
+    async def exists(self, query: Any) -> bool:
+        """Whether a select query returns any row: ``SELECT EXISTS (...)``, as peewee's ``query.exists()``.
+
+        Example::
+
+            taken = await objects.exists(User.select().where(User.username == name))
+        """
+        return await operations.exists(self._db, query)
+
     async def scalar(self, query: Any, as_tuple: bool = False) -> Any:
         """The first value of the first row (the whole row with ``as_tuple``), e.g. for aggregates.
 

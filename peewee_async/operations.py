@@ -55,6 +55,14 @@ COUNTS = {
     for clear_limit in (False, True)
 }
 SCALAR = compiler.Derived("scalar", lambda query: query.tuples().limit(1))
+EXISTS = compiler.Derived("exists", lambda query: _exists_of(query).tuples().limit(1))
+
+
+def _exists_of(query: Any) -> Any:
+    """``SelectBase.exists``'s statement: ``SELECT EXISTS (query)`` (a model's whole row as ``1``)."""
+    if getattr(query, "_is_default", False):
+        query = query.select(peewee.SQL("1"))
+    return peewee.Select(columns=[peewee.fn.EXISTS(query)])
 
 
 def _count_of(query: Any, clear_limit: bool) -> Any:
@@ -392,6 +400,21 @@ def _count_can_project_one(query: Any) -> bool:
         )
     except AttributeError:  # compound queries take their columns from their operands
         return False
+
+
+async def exists(database: AsyncDatabase | None, query: Any) -> bool:
+    """``SelectBase.exists``: whether ``query`` returns any row."""
+    if not isinstance(query, peewee.SelectBase):
+        raise TypeError(
+            f"exists() takes a select query, got {query!r}: e.g. `await objects.exists(User.select())`."
+        )
+    db = database_of(query, database)
+    ran = await _run_derived(db, query, EXISTS)
+    if ran is not None:
+        rows = ran[0].rows
+    else:
+        rows = await execute(db, _exists_of(query).tuples().limit(1))
+    return bool(rows and rows[0][0])
 
 
 async def scalar(database: AsyncDatabase | None, query: Any, as_tuple: bool = False) -> Any:

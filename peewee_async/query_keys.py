@@ -53,7 +53,6 @@ def _is_model(value: Any) -> bool:
 
 
 _PLAIN = frozenset((str, int, float, bool, bytes, type(None)))
-_FIELD_SQL = (_Field.__sql__, _FieldAlias.__sql__)
 
 #: Marks a list of items in the key, followed by its length.
 _MANY = object()
@@ -448,6 +447,9 @@ class Walk:
         """A value that shapes the SQL: in the key as it is, by identity, or walked."""
         cls = type(value)
         if cls in _PLAIN:
+            if cls is bool:
+                # True == 1 and False == 0, where peewee may tell them apart (is False).
+                self._add(bool)
             self._add(value)
         elif isinstance(value, _Node):
             if isinstance(value, _Model):

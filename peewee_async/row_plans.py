@@ -16,9 +16,11 @@ Model rows get code of their own, written for the shape:
   model has no value at all (a LEFT OUTER join that found nothing) is built by
   peewee's wrapper itself: that is where peewee's versions differ.
 
-Anything else (dicts, tuples, named tuples, ``objects()``, models with
-columns that are not fields) goes through the initialized wrapper's
-``process_row``: peewee's own code, minus ``initialize()``.
+So do ``.dicts()``, ``.tuples()`` and ``.namedtuples()`` of a model select:
+one dict or tuple display per row, in the order and with the converters of
+the initialized wrapper. Anything else (``objects()``, models with columns
+that are not fields, selects without a model) goes through the initialized
+wrapper's ``process_row``: peewee's own code, minus ``initialize()``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ _ModelCursorWrapper: Any = peewee.ModelCursorWrapper
 _ModelDictCursorWrapper: Any = peewee.ModelDictCursorWrapper
 _ModelTupleCursorWrapper: Any = peewee.ModelTupleCursorWrapper
 _ModelNamedTupleCursorWrapper: Any = peewee.ModelNamedTupleCursorWrapper
-_is_model: Callable[[Any], bool] = peewee.is_model  # type: ignore[attr-defined]
 
 Rows = Sequence[Sequence[Any]]
 

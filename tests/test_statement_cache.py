@@ -490,3 +490,70 @@ async def test_verification_of_rows_fails_on_a_difference(
     with pytest.raises(compiler.VerificationError, match="differs from peewee"):
         await objects.execute(Post.select(Post, Author).join(Author).where(Post.id == 3))
     db.statement_cache.clear()
+
+
+class Unique(peewee.Model):
+    name = peewee.CharField(max_length=20, unique=True)
+    hits = peewee.IntegerField(default=0)
+
+
+async def test_inserts(
+    objects: peewee_async.Manager, db: Any, backend: str, data: Any, bind_models: Any, verify: None
+) -> None:
+    """insert_many() of dicts and of tuples, and ON CONFLICT: cached, the rows as peewee writes them."""
+    bind_models(Unique)
+    author = data["authors"][0]
+    await objects.create(Unique, name="same", hits=1)
+    for k in (1, 2):
+        rows = [{"name": f"n{k}-{i}", "age": i} for i in range(3)]
+        await objects.execute(Author.insert_many(rows))
+        assert compiler.lookup(db, Author.insert_many(rows)) is not None
+        await objects.execute(Author.insert_many([(f"m{k}", k)], fields=[Author.name, Author.age]))
+        # A model instance for a foreign key, None for another.
+        posts = [{"author": author, "title": f"p{k}", "score": k, "editor": None}]
+        await objects.execute(Post.insert_many(posts))
+        assert compiler.lookup(db, Post.insert_many(posts)) is not None
+        if family(backend) == "mysql":
+            upsert = Unique.insert(name="same", hits=k).on_conflict(update={Unique.hits: Unique.hits + k})
+        else:
+            upsert = Unique.insert(name="same", hits=k).on_conflict(
+                conflict_target=[Unique.name], update={Unique.hits: Unique.hits + k}
+            )
+        await objects.execute(upsert)
+    names = sync(objects, lambda: sorted(a.name for a in Author.select().where(Author.name.startswith("n"))))
+    assert names == [f"n{k}-{i}" for k in (1, 2) for i in range(3)]
+    assert sync(
+        objects, lambda: [(p.author_id, p.score) for p in Post.select().where(Post.title.in_(["p1", "p2"]))]
+    )
+    assert sync(objects, lambda: Unique.get(Unique.name == "same").hits) == 1 + 1 + 2
+
+
+async def test_inserts_peewee_fills_in(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """A default left out (peewee may call it), rows from a generator: compiled by peewee each time."""
+    author = data["authors"][0]
+    rows = [{"author": author, "title": "defaulted"}]
+    assert compiler.lookup(db, Post.insert_many(rows)) is None
+    await objects.execute(Post.insert_many(rows))
+    await objects.execute(
+        Post.insert_many({"author": author, "title": f"g{i}", "score": i} for i in range(2))
+    )
+    titles = sync(objects, lambda: sorted((p.title, p.score) for p in Post.select().where(Post.score < 2)))
+    assert ("defaulted", 0) in titles and ("g1", 1) in titles
+
+
+async def test_exists(objects: peewee_async.Manager, db: Any, data: Any, verify: None) -> None:
+    """exists() of model selects, filtered, joined and compound, as peewee's query.exists() answers."""
+    for k in (1, 40):
+        queries = [
+            Author.select().where(Author.age > 20 + k),
+            Post.select(Post, Author).join(Author).where(Post.score > k),
+            Author.select(Author.name).where(Author.id == k),
+            Author.select(Author.id).where(Author.id == k)
+            | Author.select(Author.id).where(Author.id == k + 1),
+        ]
+        for query in queries:
+            assert await objects.exists(query) is sync(objects, query.exists), query.sql()
+    with pytest.raises(TypeError, match="select query"):
+        await objects.exists(Author)  # type: ignore[arg-type]
