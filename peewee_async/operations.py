@@ -58,11 +58,26 @@ SCALAR = compiler.Derived("scalar", lambda query: query.tuples().limit(1))
 EXISTS = compiler.Derived("exists", lambda query: _exists_of(query).tuples().limit(1))
 
 
+_EXISTS_SELECTS = int(getattr(peewee, "__version__", "4").split(".")[0]) >= 4
+
+
 def _exists_of(query: Any) -> Any:
-    """``SelectBase.exists``'s statement: ``SELECT EXISTS (query)`` (a model's whole row as ``1``)."""
-    if getattr(query, "_is_default", False):
-        query = query.select(peewee.SQL("1"))
-    return peewee.Select(columns=[peewee.fn.EXISTS(query)])
+    """The statement of peewee's ``query.exists()``, which differs between its versions.
+
+    peewee 4: ``SELECT EXISTS (query)``, a model's whole row selected as ``1``.
+    peewee 3.17: the query itself selecting ``1``, one row; a compound select
+    inside ``SELECT 1 FROM (... LIMIT 1)``.
+    """
+    if _EXISTS_SELECTS:
+        if getattr(query, "_is_default", False):
+            query = query.select(peewee.SQL("1"))
+        return peewee.Select(columns=[peewee.fn.EXISTS(query)])
+    if isinstance(query, peewee.CompoundSelectQuery):
+        return peewee.Select((query.limit(1),), (peewee.SQL("1"),))
+    clone = query.columns(peewee.SQL("1"))
+    clone._limit = 1
+    clone._offset = None
+    return clone
 
 
 def _count_of(query: Any, clear_limit: bool) -> Any:
