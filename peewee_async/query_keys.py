@@ -233,7 +233,6 @@ class Walk:
                 model = node.model
                 if id(model) not in self._models:
                     # The model's table once per walk: a field's model is fixed.
-                    self._models.add(id(model))
                     self.source(model)
                 return
             if sql is _FieldAlias.__sql__:
@@ -261,15 +260,20 @@ class Walk:
         raise Unkeyable(f"a node of class {cls.__module__}.{cls.__qualname__}")
 
     def source(self, model: Any) -> None:
-        """A model class: its identity and that of its table (a new name or database makes a new table)."""
-        meta = model._meta
-        table = meta._table or meta.table
+        """A model class: its identity, and that of its table the first time in the walk.
+
+        A new table name or database gives the model a new table.
+        """
         add = self._add
         add(_SOURCE)
         add(id(model))
-        add(id(table))
-        self.holds.append(model)
-        self.holds.append(table)
+        if id(model) not in self._models:
+            self._models.add(id(model))
+            meta = model._meta
+            table = meta._table or meta.table
+            add(id(table))
+            self.holds.append(model)
+            self.holds.append(table)
 
     def value(self, node: Any) -> None:
         attributes = node.__dict__

@@ -211,16 +211,25 @@ def _compile_join_builder(
         lines.append("        continue")
     for column_index, converter in enumerate(wrapper.converters):
         if converter is not None:
-            lines.append(f"    v{column_index} = c{column_index}(v{column_index})")
+            lines.append(f"    {shapes.conversion(f'v{column_index}', column_index, converter, namespace)}")
     for index in number.values():
         data = ", ".join(f"{wrapper.columns[c]!r}: v{c}" for c in columns_of[index])
         lines.append(f"    i{index} = new(m{index})")
         lines.append(f"    i{index}.__data__ = {{{data}}}")
         lines.append(f"    i{index}._dirty = set()")
         lines.append(f"    i{index}.__rel__ = {{}}")
+    dirtied: set[int] = set()
     for src, attr, dest in joins:
-        lines.append(f"    setattr(i{number[src]}, {attr!r}, i{number[dest]})")
-    for src in sorted({number[src] for src, _, _ in joins}):
+        target = _plain_foreign_key(models[src], attr, models[dest])
+        if target is None:
+            lines.append(f"    setattr(i{number[src]}, {attr!r}, i{number[dest]})")
+            dirtied.add(number[src])
+        else:
+            # ForeignKeyAccessor.__set__ of an instance: the key from the related
+            # instance, the instance cached (the dirty mark it adds is cleared after).
+            lines.append(f"    i{number[src]}.__data__[{attr!r}] = i{number[dest]}.__data__.get({target!r})")
+            lines.append(f"    i{number[src]}.__rel__[{attr!r}] = i{number[dest]}")
+    for src in sorted(dirtied):
         lines.append(f"    i{src}._dirty.clear()")
     lines.append(f"    append(i{number[wrapper.model]})")
     body = "\n".join(f"    {line}" for line in lines)
@@ -230,6 +239,21 @@ def _compile_join_builder(
     exec(compile(source, "<peewee_async join row builder>", "exec"), namespace)
     build: Callable[[Rows], list[Any]] = namespace["build"]
     return build
+
+
+def _plain_foreign_key(model: Any, attr: str, related: Any) -> str | None:
+    """The related field's name when ``model.attr = related_instance`` is peewee's own foreign key assignment.
+
+    That is: ``attr`` is a foreign key of ``model`` with peewee's accessor,
+    instances of ``related`` are of the model it points to, and the field it
+    points to is read by peewee's plain accessor. ``None`` otherwise.
+    """
+    accessor = next((k.__dict__[attr] for k in model.__mro__ if attr in k.__dict__), None)
+    if type(accessor) is not peewee.ForeignKeyAccessor or not issubclass(related, accessor.rel_model):
+        return None
+    name: str = accessor.field.rel_field.name
+    reader = next((k.__dict__[name] for k in related.__mro__ if name in k.__dict__), None)
+    return name if type(reader) is peewee.FieldAccessor else None
 
 
 # -- verification ---------------------------------------------------------------

@@ -279,6 +279,27 @@ def row_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequenc
     return _compile_builder(model, fields)
 
 
+def conversion(value: str, index: int, converter: Any, namespace: dict[str, Any]) -> str:
+    """The line of generated code converting local ``value`` with ``converter`` (a ``python_value``).
+
+    peewee's ``Field.python_value`` is "None stays None, else adapt()": for a
+    field that keeps it, adapt() is called directly, and not at all for a value
+    of the one type that field class's adapt() returns unchanged. Any other
+    converter is called with every value, None too. Names ``c<index>`` and
+    ``t<index>`` in ``namespace``.
+    """
+    field = getattr(converter, "__self__", None)
+    if isinstance(field, _Field) and getattr(converter, "__func__", None) is _Field.python_value:
+        namespace[f"c{index}"] = field.adapt
+        unchanged = _UNCHANGED.get(type(field).adapt)
+        if unchanged is None:
+            return f"if {value} is not None: {value} = c{index}({value})"
+        namespace[f"t{index}"] = unchanged
+        return f"if type({value}) is not t{index} and {value} is not None: {value} = c{index}({value})"
+    namespace[f"c{index}"] = converter
+    return f"{value} = c{index}({value})"
+
+
 def _compile_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]]:
     """The body of :func:`row_builder`, written out for this model and these fields.
 
