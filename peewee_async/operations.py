@@ -81,8 +81,9 @@ def _exists_of(query: Any) -> Any:
 
 
 def _count_of(query: Any, clear_limit: bool) -> Any:
+    # One row whatever happens: no LIMIT, which would keep SQLite from its fast count.
     flat = _flat_count(query, clear_limit)
-    return (_counting(query, clear_limit) if flat is None else flat).tuples().limit(1)
+    return (_counting(query, clear_limit) if flat is None else flat).tuples()
 
 
 def _tuples(query: Any) -> Any:
@@ -345,7 +346,7 @@ async def prefetch(database: AsyncDatabase | None, query: Any, *subqueries: Any,
 async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = False) -> int:
     """``SelectBase.count``: the number of rows ``query`` would return."""
     db = database_of(query, database)
-    statement = shapes.count_statement(db, query, lambda plain: _flat_count(plain, False).tuples().limit(1))
+    statement = shapes.count_statement(db, query, lambda plain: _count_of(plain, False))
     if statement is not None:
         running = statement.run(db, Intent.READ, ())
         if running is not None:
@@ -365,7 +366,7 @@ _FLAT_COUNTABLE = (peewee.ModelSelect, peewee.Select)
 
 
 def _flat_count(query: Any, clear_limit: bool) -> Any:
-    """``SELECT COUNT(1) FROM ... WHERE ...``: the rows of ``query`` counted without a derived table.
+    """``SELECT COUNT(*) FROM ... WHERE ...``: the rows of ``query`` counted without a derived table.
 
     It counts the same rows as peewee's ``SELECT COUNT(1) FROM (SELECT 1 FROM
     ... WHERE ...) AS _wrapped`` wherever peewee itself selects ``1`` in the
@@ -380,7 +381,9 @@ def _flat_count(query: Any, clear_limit: bool) -> Any:
         return None
     if not _count_can_project_one(query):
         return None
-    flat = query.order_by().select(peewee.fn.COUNT(peewee.SQL("1")))
+    # COUNT(*), which counts what COUNT(1) counts: SQLite answers it from the
+    # table's b-tree where it scans the table for COUNT(1).
+    flat = query.order_by().select(peewee.fn.COUNT(peewee.SQL("*")))
     if clear_limit:
         flat._limit = flat._offset = None
     return flat
