@@ -205,6 +205,21 @@ def _messages(rows: Iterable[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def private_timeline(message: Any, user_: Any, relationship: Any, user: Any) -> Any:
+    """The twitter example's private timeline of ``user``: the messages of whom they follow, newest first."""
+    following = (
+        user_.select(user_.id)
+        .join(relationship, on=relationship.to_user)
+        .where(relationship.from_user == user)
+    )
+    return (
+        message.select(message, user_)
+        .join(user_)
+        .where(message.user.in_(following))
+        .order_by(message.pub_date.desc(), message.id.desc())
+    )
+
+
 def _many_rows() -> list[dict[str, Any]]:
     """The rows of one insert-many-100 statement, as an application would hold them."""
     return [{"name": INSERT_MANY_NAME, "value": k} for k in range(INSERT_MANY)]
@@ -330,17 +345,7 @@ class AsyncSide:
         objects, message, user_, relationship = self.objects, self.Message, self.User, self.Relationship
         for uid in uids:
             user = await objects.get(user_, id=uid)
-            following = (
-                user_.select(user_.id)
-                .join(relationship, on=relationship.to_user)
-                .where(relationship.from_user == user)
-            )
-            query = (
-                message.select(message, user_)
-                .join(user_)
-                .where(message.user.in_(following))
-                .order_by(message.pub_date.desc(), message.id.desc())
-            )
+            query = private_timeline(message, user_, relationship, user)
             count, rows = await asyncio.gather(objects.count(query), objects.execute(query.paginate(1, PAGE)))
             assert count == FOLLOWS * MESSAGES_PER_USER and len(rows) == PAGE, (count, len(rows), uid)
         return len(uids)
@@ -1202,17 +1207,7 @@ class SyncSide:
         message, user_, relationship = self.Message, self.User, self.Relationship
         for uid in uids:
             user = user_.get(id=uid)
-            following = (
-                user_.select(user_.id)
-                .join(relationship, on=relationship.to_user)
-                .where(relationship.from_user == user)
-            )
-            query = (
-                message.select(message, user_)
-                .join(user_)
-                .where(message.user.in_(following))
-                .order_by(message.pub_date.desc(), message.id.desc())
-            )
+            query = private_timeline(message, user_, relationship, user)
             count = query.count()
             rows = list(query.paginate(1, PAGE))
             assert count == FOLLOWS * MESSAGES_PER_USER and len(rows) == PAGE, (count, len(rows), uid)
