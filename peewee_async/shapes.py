@@ -310,26 +310,9 @@ def _compile_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Se
     # The generated code names values v<i>, converters c<i> and types t<i>; field
     # names appear only as repr()'d dict keys, so keywords ("from") are safe too.
     namespace: dict[str, Any] = {"new": object.__new__, "model": model}
-    convert: list[str] = []
-    for index, field in enumerate(fields):
-        value = f"v{index}"
-        if type(field).python_value is _Field.python_value:
-            # peewee's Field.python_value is "None stays None, else adapt()". We
-            # call adapt() directly, and not for a value of the one type that
-            # field class's adapt() returns unchanged.
-            namespace[f"c{index}"] = field.adapt
-            unchanged = _UNCHANGED.get(type(field).adapt)
-            if unchanged is None:
-                convert.append(f"if {value} is not None: {value} = c{index}({value})")
-            else:
-                namespace[f"t{index}"] = unchanged
-                convert.append(
-                    f"if type({value}) is not t{index} and {value} is not None: {value} = c{index}({value})"
-                )
-        else:
-            # A python_value of the field's own gets every value, None too.
-            namespace[f"c{index}"] = field.python_value
-            convert.append(f"{value} = c{index}({value})")
+    convert = [
+        conversion(f"v{index}", index, field.python_value, namespace) for index, field in enumerate(fields)
+    ]
     targets = "".join(f"v{index}, " for index in range(len(fields)))
     data = ", ".join(f"{field.name!r}: v{index}" for index, field in enumerate(fields))
     body = "\n".join(f"        {line}" for line in convert)
