@@ -124,7 +124,12 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
         sql, params, shape = found
         cursor = await database._execute(intent, sql, params)
         return _keep(query, cursor, built_rows(query, cursor, shape))
-    cursor = await database._execute(intent, query)
+    if database.server_version is None:
+        cursor = await database._execute(intent, query)  # compiled once the pool is open
+    else:
+        # No reusable shape: peewee compiles it, without a second walk in compile_query.
+        sql, params = compiler.peewee_compile(database, query)
+        cursor = await database._execute(intent, sql, params)
     build = shapes.select_row_builder(database, query)
     if build is None:
         return _fill(query, cursor)
