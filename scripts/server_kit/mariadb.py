@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -82,14 +83,12 @@ class Instance(Datadir):
         folder_for(self.name, "mysql")
         as_mysql = ["--user=mysql"] if IS_ROOT else []
         if not self.data.exists():
-            run(
-                "mariadb-install-db", "--no-defaults", f"--datadir={self.data}",
-                "--auth-root-authentication-method=normal", "--skip-test-db", *as_mysql,
-            )  # fmt: skip
+            self.make_data(as_mysql)
         server = [
             find_binary("mariadbd") or "mariadbd", "--no-defaults", f"--datadir={self.data}",
             f"--port={self.port}", f"--bind-address={HOST}", f"--socket={self.socket}",
             f"--pid-file={self.folder / 'mariadb.pid'}", f"--log-error={self.folder / 'error.log'}",
+            f"--tmpdir={folder_for(f'{self.name}/tmp', 'mysql')}",
             "--skip-name-resolve", "--innodb-buffer-pool-size=16M",
             # Throwaway data: no waiting for the disk at each commit.
             "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
@@ -105,6 +104,30 @@ class Instance(Datadir):
             start_new_session=True,
         )
         wait_for(self.name, self.ready)
+
+    def make_data(self, as_mysql: list[str]) -> None:
+        """Make the datadir: in a folder of its own first, renamed once complete, so that a failed
+        install never leaves a datadir behind that a later start would serve half-made. The
+        bootstrap's temporary tables go to a folder of ours, not the shared /tmp. One retry: a
+        bootstrap beside the others on a busy machine has been seen to fail once."""
+        making = self.folder / "data.new"
+        scratch = self.folder / "tmp"
+        for attempt in (1, 2):
+            for folder in (making, scratch):
+                shutil.rmtree(folder, ignore_errors=True)
+            folder_for(f"{self.name}/tmp", "mysql")
+            try:
+                run(
+                    "mariadb-install-db", "--no-defaults", f"--datadir={making}", f"--tmpdir={scratch}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db", *as_mysql,
+                )  # fmt: skip
+            except SystemExit as failure:
+                if attempt == 2:
+                    raise
+                say(f"{self.name}: making its datadir failed, trying once more:\n{failure}")
+                continue
+            making.rename(self.data)
+            return
 
     def stop(self, removing: bool) -> bool:
         return stop_pid_file(self.name, self.folder / "mariadb.pid", "mariadbd")
