@@ -214,6 +214,10 @@ async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
     sides = sides_of(backend)
     rates: dict[str, dict[str, list[float]]] = {w: {s: [] for s in sides} for w in plan.workloads}
     rss: dict[str, float] = {}
+    # What exists now (in a test run, the whole test session's objects) is left
+    # out of the collections that precede each timed run: each then scans only
+    # what the contenders made.
+    gc.freeze()
     try:
         await bench.open()
         rng = random.Random(1)
@@ -237,6 +241,7 @@ async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
             for side in SIDES:
                 rss[side] = measure_rss(backend, side, workdir, plan.sizes["stream"])
     finally:
+        gc.unfreeze()
         await bench.close()
         bench.drop_tables()
     return Result(backend, server, rates, rss)
