@@ -103,7 +103,8 @@ def lookup(
     key = found.key if derived is None else (derived, found.key)
     shape = cache.get(key, _UNKNOWN)
     if shape is _UNKNOWN:
-        shape = _compile_shape(database, query, found, derived)
+        # Walked again, noting where each leaf is, to put slots in their places.
+        shape = _compile_shape(database, query, walk(query, placing=True), derived)
         cache.put(key, shape)
     else:
         cache.move_to_end(key)  # used now: the last to be pruned

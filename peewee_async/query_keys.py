@@ -20,7 +20,9 @@ of their own), a model instance (its type).
 
 Writing a key costs a small part of a compile: one pass over the nodes,
 appending to a list, where peewee's compile enters and leaves a context per
-node and builds strings. Objects compared by identity (fields, models,
+node and builds strings. Each node layout (its class and its attribute names
+in order) is walked by code generated for it once, one statement per
+attribute, and is one entry in the key. Objects compared by identity (fields, models,
 tables, converters) go into the key as their ``id()``, and the walk keeps
 them in ``holds``, for the cache entry to keep them alive: an id is never
 reused while its entry exists. Comparing them by ``==`` would not do:
@@ -32,7 +34,9 @@ that peewee compiles the query's shape once (see :mod:`.compiler`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime
+import decimal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,9 +60,11 @@ _PLAIN = frozenset((str, int, float, bool, bytes, type(None)))
 
 #: Marks a list of items in the key, followed by its length.
 _MANY = object()
-#: Marks a model class (a source) in the key, and a field.
+#: Marks a model class (a source) in the key, and an object by identity.
 _SOURCE = object()
-_FIELD = object()
+_ID = object()
+#: Types of the values an insert_many() most often holds, never nodes: leaves at once.
+_LEAF_TYPES = frozenset((int, str, float, bool, bytes, datetime.datetime, datetime.date, decimal.Decimal))
 
 
 class Unkeyable(Exception):
@@ -173,16 +179,21 @@ STATEMENTS = frozenset(
 
 
 class Walk:
-    """The key of one query, its leaves, and where each leaf was found."""
+    """The key of one query, its leaves, and (when ``placing``) where each leaf was found.
 
-    __slots__ = ("key", "leaves", "places", "holds", "_add", "_models")
+    Only the walk of a new shape needs the places, for :func:`slot_in`: the
+    walk of every other call leaves them out.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("key", "leaves", "places", "holds", "placing", "_add", "_models")
+
+    def __init__(self, placing: bool = False) -> None:
         self.key: Any = []
         self.leaves: list[Any] = []
-        #: (node, attribute, path into the attribute's value) of each leaf
+        #: (node, attribute, path into the attribute's value) of each leaf, when placing
         self.places: list[tuple[Any, str, tuple[Any, ...]]] = []
         self.holds: list[Any] = []
+        self.placing = placing
         self._add = self.key.append
         self._models: set[int] = set()
 
@@ -190,74 +201,40 @@ class Walk:
 
     def node(self, node: Any) -> None:
         cls = type(node)
-        spec = _SPECS.get(cls)
-        if spec is None:
-            self._other(node, cls)
-            return
-        add = self._add
-        add(cls)
-        # The attributes the node has, each named in the key: two nodes built the
-        # same way list them in the same order; built otherwise, they make another
-        # key for the same SQL, never one key for two.
-        for name, value in node.__dict__.items():
-            how = spec.get(name)
-            if how is None:
-                raise Unkeyable(f"{cls.__name__} with an attribute {name!r}")
-            if how == "i":
-                continue
-            add(name)
-            if value is None:
-                add(None)
-            elif how == "o":
-                self.operand(value, node, name, ())
-            elif how == "s":
-                self.structure(value)
-            elif how == "a":
-                self.atoms(value, node, name)
-            elif how == "u":
-                self.update(value, node, "_update", instances=True)
-            elif how == "c":
-                # ON CONFLICT ... DO UPDATE: peewee writes an instance there as SQL.
-                self.update(value, node, name, instances=False)
-            elif how == "r":
-                self.inserted(value, node)
+        handler = _HANDLERS.get(cls)
+        if handler is None:
+            handler = _HANDLERS[cls] = _handler_for(cls)
+        handler(self, node)
 
-    def _other(self, node: Any, cls: Any) -> None:
+    def field(self, node: Any) -> None:
+        # Its id alone: no other encoding starts with an int (see structure()).
         add = self._add
-        if isinstance(node, _Field):
-            sql = cls.__sql__
-            if sql is _Field.__sql__:
-                add(_FIELD)
-                add(id(node))
-                self.holds.append(node)
-                model = node.model
-                if id(model) not in self._models:
-                    # The model's table once per walk: a field's model is fixed.
-                    self.source(model)
-                return
-            if sql is _FieldAlias.__sql__:
-                alias: Any = node
-                add(_FieldAlias)
-                add(id(alias.field))
-                self.holds.append(alias.field)
-                self.node(alias.source)
-                return
-        elif cls is _ModelAlias:
-            # Its other attributes are the field aliases it made on demand.
-            attributes = node.__dict__
-            add(_ModelAlias)
-            self.source(attributes["model"])
-            self.structure(attributes["alias"])
-            return
-        elif cls is peewee.Value:
-            self.value(node)
-            return
-        elif cls is peewee.Table:
-            add(peewee.Table)
-            add(id(node))
-            self.holds.append(node)
-            return
-        raise Unkeyable(f"a node of class {cls.__module__}.{cls.__qualname__}")
+        add(id(node))
+        self.holds.append(node)
+        model = node.model
+        if id(model) not in self._models:
+            # The model's table once per walk: a field's model is fixed.
+            self.source(model)
+
+    def field_alias(self, alias: Any) -> None:
+        add = self._add
+        add(_FieldAlias)
+        add(id(alias.field))
+        self.holds.append(alias.field)
+        self.node(alias.source)
+
+    def model_alias(self, node: Any) -> None:
+        # Its other attributes are the field aliases it made on demand.
+        attributes = node.__dict__
+        self._add(_ModelAlias)
+        self.source(attributes["model"])
+        self.structure(attributes["alias"])
+
+    def table(self, node: Any) -> None:
+        add = self._add
+        add(peewee.Table)
+        add(id(node))
+        self.holds.append(node)
 
     def source(self, model: Any) -> None:
         """A model class: its identity, and that of its table the first time in the walk.
@@ -287,8 +264,9 @@ class Walk:
             values = attributes["values"]
             add(_MANY)
             add(len(values))
+            placing = self.placing
             for index, item in enumerate(values):
-                self.operand(item, node, "values", (index,))
+                self.operand(item, node, "values", (index,) if placing else ())
             return
         add(False)
         value = attributes["value"]
@@ -298,15 +276,16 @@ class Walk:
             # Converted before peewee sees it is SQL: rare, and not worth guessing.
             raise Unkeyable("a Value holding a node")
         else:
-            add(type(value))
-            self.leaves.append(value)
-            self.places.append((node, "value", ()))
+            self._leaf(value, node, "value", ())
 
     # -- attribute values ---------------------------------------------------
 
     def operand(self, value: Any, node: Any, name: str, path: tuple[Any, ...]) -> None:
         """What peewee's ``ctx.sql(value)`` compiles: a node, a model, a list of items, or one parameter."""
-        if isinstance(value, _Node):
+        handler = _HANDLERS.get(type(value))
+        if handler is not None:  # a node of a class seen before: the common case first
+            handler(self, value)
+        elif isinstance(value, _Node):
             if isinstance(value, _Model):
                 self._leaf(value, node, name, path)
             else:
@@ -317,8 +296,17 @@ class Walk:
             add = self._add
             add(_MANY)
             add(len(value))
-            for index, item in enumerate(value):
-                self.operand(item, node, name, (*path, index))
+            if self.placing:
+                for index, item in enumerate(value):
+                    self.operand(item, node, name, (*path, index))
+                return
+            handlers = _HANDLERS
+            for item in value:
+                handler = handlers.get(type(item))
+                if handler is not None:  # the fields of a select list, most often
+                    handler(self, item)
+                else:
+                    self.operand(item, node, name, path)
         elif _is_model(value):
             self.source(value)
         else:
@@ -327,7 +315,8 @@ class Walk:
     def _leaf(self, value: Any, node: Any, name: str, path: tuple[Any, ...]) -> None:
         self._add(type(value))
         self.leaves.append(value)
-        self.places.append((node, name, path))
+        if self.placing:
+            self.places.append((node, name, path))
 
     def atoms(self, values: Any, node: Any, name: str) -> None:
         """``SQL(sql, params)``: each parameter bound as it is, a list too."""
@@ -385,7 +374,7 @@ class Walk:
                 raise Unkeyable("an insert of one dict with columns named apart")
             add(dict)
             self._row_keys(rows, node)
-            self._row_values(rows, rows, node, ())
+            self._row_values(rows, rows, node, None)
             return
         if type(rows) not in (list, tuple) or not rows:
             raise Unkeyable("rows to insert that are not a list or tuple")  # a generator is read once
@@ -399,7 +388,7 @@ class Walk:
             for index, row in enumerate(rows):
                 if type(row) not in (list, tuple) or len(row) != width:
                     raise Unkeyable("rows of another length than the columns named")
-                self._row_values(row, range(width), node, (index,))
+                self._row_values(row, range(width), node, index)
             return
         if type(first) is not dict:
             raise Unkeyable("rows that are not dicts without columns named")
@@ -410,7 +399,7 @@ class Walk:
             for key, other in zip(keys, row, strict=True):
                 if key is not other and not (type(key) is str and key == other):
                     raise Unkeyable("rows naming other columns")
-            self._row_values(row, keys, node, (index,))
+            self._row_values(row, keys, node, index)
 
     def _row_keys(self, row: dict[Any, Any], node: Any) -> list[Any]:
         keys = list(row)
@@ -431,29 +420,36 @@ class Walk:
         if any(id(field) not in named for field in defaults):
             raise Unkeyable("an insert leaving a column with a default out")
 
-    def _row_values(self, row: Any, keys: Any, node: Any, path: tuple[Any, ...]) -> None:
+    def _row_values(self, row: Any, keys: Any, node: Any, index: int | None) -> None:
+        """The values of one row to insert (row ``index`` of many, or the one dict)."""
         add = self._add
+        leaf = self.leaves.append
+        placing = self.placing
         for key in keys:
             value = row[key]
-            if value is None:
+            cls = type(value)
+            if cls in _LEAF_TYPES and not placing:
+                # The common values, at the cost of a set look-up: an insert_many() has hundreds.
+                add(cls)
+                leaf(value)
+            elif value is None:
                 add(None)
-            elif isinstance(value, _Model):
-                # peewee binds it through a foreign key's converter, else writes SQL.
-                self._leaf(value, node, "_insert", (*path, key))
-            elif isinstance(value, _Node):
+            elif isinstance(value, _Node) and not isinstance(value, _Model):
                 self.node(value)
             elif _is_model(value):
                 raise Unkeyable("a model class among the values to insert")
             else:
-                self._leaf(value, node, "_insert", (*path, key))
+                # A model instance too: peewee binds it through a foreign key's converter,
+                # else writes SQL; the shape's plan tells which.
+                self._leaf(value, node, "_insert", (key,) if index is None else (index, key))
 
     def structure(self, value: Any) -> None:
         """A value that shapes the SQL: in the key as it is, by identity, or walked."""
         cls = type(value)
         if cls in _PLAIN:
-            if cls is bool:
-                # True == 1 and False == 0, where peewee may tell them apart (is False).
-                self._add(bool)
+            if cls is not str and value is not None:
+                # True == 1 == 1.0, where peewee may tell them apart (is False, "1.0").
+                self._add(cls)
             self._add(value)
         elif isinstance(value, _Node):
             if isinstance(value, _Model):
@@ -476,21 +472,124 @@ class Walk:
                 self.structure(other)
         else:
             # A function, a class, a converter: compared by identity.
+            self._add(_ID)
             self._add(id(value))
             self.holds.append(value)
 
 
-def walk(query: Any) -> Walk:
-    """The :class:`Walk` of ``query``; :class:`Unkeyable` if any part of it is not known."""
+def walk(query: Any, placing: bool = False) -> Walk:
+    """The :class:`Walk` of ``query``; :class:`Unkeyable` if any part of it is not known.
+
+    ``placing``: note where each leaf is, for :func:`slot_in`.
+    """
     if type(query) not in STATEMENTS:
         raise Unkeyable(f"a statement of class {type(query).__name__}")
-    result = Walk()
+    result = Walk(placing)
     try:
         result.node(query)
     except RecursionError:
         raise Unkeyable("a query nested too deep") from None
     result.key = tuple(result.key)
     return result
+
+
+# -- how a node of each class is walked -----------------------------------------
+
+#: The walk of each node class (its exact type), found once per class by _handler_for.
+_HANDLERS: dict[type, Callable[[Walk, Any], None]] = {}
+#: The walk of each node layout: class and attribute names in order, made by _layout_walker.
+_LAYOUTS: dict[tuple[type, tuple[str, ...]], Callable[[Walk, Any, dict[str, Any]], None]] = {}
+
+
+def _handler_for(cls: type) -> Callable[[Walk, Any], None]:
+    """How to walk a node of class ``cls``: by its layout, as a field, ..., or not at all."""
+    if cls in _SPECS:
+        return _by_layout
+    if issubclass(cls, _Field):
+        sql = cls.__sql__
+        if sql is _Field.__sql__:
+            return Walk.field
+        if sql is _FieldAlias.__sql__:
+            return Walk.field_alias
+    special: dict[type, Callable[[Walk, Any], None]] = {
+        _ModelAlias: Walk.model_alias,
+        peewee.Value: Walk.value,
+        peewee.Table: Walk.table,
+    }
+    if cls in special:
+        return special[cls]
+    message = f"a node of class {cls.__module__}.{cls.__qualname__}"
+
+    def unknown(walk: Walk, node: Any) -> None:
+        raise Unkeyable(message)
+
+    return unknown
+
+
+def _by_layout(walk: Walk, node: Any) -> None:
+    attributes = node.__dict__
+    layout = (type(node), tuple(attributes))
+    walker = _LAYOUTS.get(layout)
+    if walker is None:
+        walker = _LAYOUTS[layout] = _layout_walker(*layout)
+    walker(walk, node, attributes)
+
+
+class _Layout:
+    """In a key, a node's class and the names of its attributes in order: what follows is theirs."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+#: How _layout_walker walks an attribute of each kind (see _SPECS), its value in ``v``.
+_ATTRIBUTE_CODE = {
+    "s": "if v is None or type(v) is str:\n    add(v)\nelse:\n    walk.structure(v)",
+    "o": "if v is None:\n    add(None)\nelse:\n    walk.operand(v, node, {name!r}, ())",
+    "a": "if v is None:\n    add(None)\nelse:\n    walk.atoms(v, node, {name!r})",
+    "u": "if v is None:\n    add(None)\nelse:\n    walk.update(v, node, {name!r}, True)",
+    # ON CONFLICT ... DO UPDATE: peewee writes an instance there as SQL.
+    "c": "if v is None:\n    add(None)\nelse:\n    walk.update(v, node, {name!r}, False)",
+    "r": "if v is None:\n    add(None)\nelse:\n    walk.inserted(v, node)",
+}
+
+
+def _layout_walker(cls: type, names: tuple[str, ...]) -> Callable[[Walk, Any, dict[str, Any]], None]:
+    """The walk of a node of class ``cls`` whose attributes are ``names``, in this order.
+
+    Generated code, one statement per attribute: a node's class and its
+    attribute names are one object in the key (a :class:`_Layout`), not one
+    entry each, and no attribute's kind is looked up at each walk. Two nodes
+    built the same way list their attributes in the same order; built
+    otherwise, they have another layout, so another key for the same SQL,
+    never one key for two.
+    """
+    spec = _SPECS[cls]
+    unknown = [name for name in names if name not in spec]
+    if unknown:
+        message = f"{cls.__name__} with an attribute {unknown[0]!r}"
+
+        def refuse(walk: Walk, node: Any, attributes: dict[str, Any]) -> None:
+            raise Unkeyable(message)
+
+        return refuse
+    lines = ["def walker(walk, node, attributes):", "    add = walk._add", "    add(LAYOUT)"]
+    for name in names:
+        how = spec[name]
+        if how == "i":
+            continue
+        lines.append(f"    v = attributes[{name!r}]")
+        lines.extend("    " + line for line in _ATTRIBUTE_CODE[how].format(name=name).splitlines())
+    namespace: dict[str, Any] = {"LAYOUT": _Layout(f"{cls.__name__}({', '.join(names)})")}
+    # Code of ours: only attribute names found in _SPECS reach it (others are refused above).
+    exec("\n".join(lines), namespace)
+    walker: Callable[[Walk, Any, dict[str, Any]], None] = namespace["walker"]
+    return walker
 
 
 def _replaced(container: Any, path: tuple[Any, ...], slot: Slot) -> Any:
