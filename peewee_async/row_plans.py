@@ -45,7 +45,7 @@ Rows = Sequence[Sequence[Any]]
 
 
 def column_names(description: Any) -> tuple[Any, ...]:
-    return tuple(item[0] for item in description) if description else ()
+    return tuple([item[0] for item in description]) if description else ()
 
 
 class RowPlan:

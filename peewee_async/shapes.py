@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _Node = peewee.Node
 _Field = peewee.Field
+_ForeignKeyField = peewee.ForeignKeyField
 _MULTI = peewee.multi_types
 # peewee's stubs leave these out or type them too narrowly for the identity tests below.
 _is_model: Any = peewee.is_model  # type: ignore[attr-defined]
@@ -289,6 +290,15 @@ def conversion(value: str, index: int, converter: Any, namespace: dict[str, Any]
     ``t<index>`` in ``namespace``.
     """
     field = getattr(converter, "__self__", None)
+    while (
+        isinstance(field, _ForeignKeyField)
+        and getattr(converter, "__func__", None) is _ForeignKeyField.python_value
+    ):
+        # peewee's foreign key passes a value of its related model through, and
+        # converts any other by the field it points to: a driver's value is never
+        # a model instance, so that field's conversion is the key's.
+        converter = field.rel_field.python_value
+        field = field.rel_field
     if isinstance(field, _Field) and getattr(converter, "__func__", None) is _Field.python_value:
         namespace[f"c{index}"] = field.adapt
         unchanged = _UNCHANGED.get(type(field).adapt)

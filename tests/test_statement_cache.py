@@ -48,6 +48,22 @@ class Tagged(peewee.Model):
     tag = LowerSQLField(max_length=20)
 
 
+class Shouting(peewee.CharField):
+    """A python_value of its own: values read back in upper case."""
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else value.upper()
+
+
+class Code(peewee.Model):
+    code = Shouting(max_length=10, primary_key=True)
+
+
+class Coded(peewee.Model):
+    code = peewee.ForeignKeyField(Code, backref="coded")
+    label = peewee.CharField(max_length=10)
+
+
 def family(backend: str) -> str:
     return BACKENDS[backend][0]
 
@@ -326,6 +342,31 @@ async def test_select_shapes(
             graph(row) for row in sync(objects, lambda q=query: list(q.clone()))
         ]
         assert compiler.lookup(db, builder(k)) is not None, f"{name}: not served from the cache"
+
+
+async def test_a_foreign_key_reads_as_the_field_it_points_to(
+    objects: peewee_async.Manager, bind_models: Any, verify: None
+) -> None:
+    """A foreign key's value is converted by the field it points to (here a primary key with a
+    python_value of its own), alone and joined, as peewee's wrappers convert it."""
+    bind_models(Code, Coded)
+    for code in ("ab", "cd"):
+        await objects.create(Code, code=code)
+        await objects.create(Coded, code=code, label=f"of {code}")
+    queries = [
+        lambda: Coded.select().order_by(Coded.id),
+        lambda: Coded.select(Coded, Code).join(Code).order_by(Coded.id),
+        lambda: Coded.select(Coded.code).order_by(Coded.id).tuples(),
+        lambda: Coded.select(Coded, Code).join(Code).order_by(Coded.id).dicts(),
+    ]
+    for make in queries:
+        for _ in (1, 2):  # the second from the cache
+            rows = await objects.execute(make())
+            assert [graph(row) for row in rows] == [
+                graph(row) for row in sync(objects, lambda m=make: list(m()))
+            ]
+    first = (await objects.execute(Coded.select().order_by(Coded.id)))[0]
+    assert first.__data__["code"] == "AB"
 
 
 @pytest.mark.parametrize("k", [0, 3])
