@@ -203,6 +203,9 @@ class Walk:
         cls = type(node)
         handler = _HANDLERS.get(cls)
         if handler is None:
+            if not issubclass(cls, _Node) or issubclass(cls, _Model):
+                # Only node classes are kept: operand() takes any value of a kept class for a node.
+                raise Unkeyable(f"a {cls.__qualname__} where a node was expected")
             handler = _HANDLERS[cls] = _handler_for(cls)
         handler(self, node)
 
