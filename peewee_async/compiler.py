@@ -24,14 +24,18 @@ this mode in CI.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import logging
 import os
+import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import peewee
 
+from .field_values import unchanged_type
 from .query_keys import Slot, Unkeyable, slot_in, walk
 
 if TYPE_CHECKING:
@@ -214,7 +218,33 @@ def _compile_shape(database: AsyncDatabase, query: Any, found: Any, derived: Der
     driver = database.driver
     if driver.translates_sql:
         sql = driver.driver_sql(sql)
-    return Shape(sql, plan, constants, found.holds)
+    return Shape(sql, plan, constants, found.holds, _binds_leaves_as_they_are(plan, found.leaves))
+
+
+#: Types of values peewee binds as they are when no converter applies (never nodes).
+_BOUND_AS_THEY_ARE = frozenset((int, str, float, bool, bytes, decimal.Decimal, uuid.UUID))
+_BOUND_AS_THEY_ARE |= {datetime.datetime, datetime.date, datetime.time}
+
+
+def _binds_leaves_as_they_are(plan: list[tuple[int, Any, bool]], leaves: list[Any]) -> bool:
+    """Whether the parameters of this shape are its leaves themselves, in order.
+
+    The key holds the type of every leaf, so the types of ``leaves`` are those
+    of every query of the shape. Where each leaf is bound once, in order, with
+    no converter, or with one that returns a value of its type as it is (an
+    ``IntegerField`` and an ``int``: :func:`.field_values.unchanged_type`), the
+    parameters are the leaves, and nothing need be converted at each call.
+    """
+    if [entry[0] for entry in plan] != list(range(len(leaves))):
+        return False
+    for index, convert, _ in plan:
+        kind = type(leaves[index])
+        if convert is None:
+            if kind not in _BOUND_AS_THEY_ARE:
+                return False
+        elif unchanged_type(convert) is not kind:
+            return False
+    return True
 
 
 class Shape:
@@ -227,19 +257,28 @@ class Shape:
     shape's rows.
     """
 
-    __slots__ = ("sql", "plan", "constants", "holds", "rows")
+    __slots__ = ("sql", "plan", "constants", "holds", "rows", "leaves_as_they_are")
 
     def __init__(
-        self, sql: str, plan: list[tuple[int, Any, bool]], constants: list[Any], holds: list[Any]
+        self,
+        sql: str,
+        plan: list[tuple[int, Any, bool]],
+        constants: list[Any],
+        holds: list[Any],
+        leaves_as_they_are: bool = False,
     ) -> None:
         self.sql = sql
         self.plan = tuple(plan)
         self.constants = tuple(constants)
         self.holds = holds
         self.rows: Any = None
+        #: The parameters are the leaves, in order, as they are (see _binds_leaves_as_they_are).
+        self.leaves_as_they_are = leaves_as_they_are
 
-    def params(self, leaves: Sequence[Any]) -> list[Any]:
+    def params(self, leaves: list[Any]) -> list[Any]:
         """The parameters for ``leaves``; :class:`Fallback` where peewee would write SQL instead."""
+        if self.leaves_as_they_are:
+            return leaves
         params: list[Any] = []
         append = params.append
         for index, convert, instance_ok in self.plan:

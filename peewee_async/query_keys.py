@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -391,18 +392,40 @@ class Walk:
             for index, row in enumerate(rows):
                 if type(row) not in (list, tuple) or len(row) != width:
                     raise Unkeyable("rows of another length than the columns named")
-                self._row_values(row, range(width), node, index)
+                if not self._plain_row(row):
+                    self._row_values(row, range(width), node, index)
             return
         if type(first) is not dict:
             raise Unkeyable("rows that are not dicts without columns named")
         keys = self._row_keys(first, node)
+        # Keys named by text (the usual case) compare as lists; a field's == builds an expression.
+        by_name = all(type(key) is str for key in keys)
+        pick = operator.itemgetter(*keys) if len(keys) > 1 else None
         for index, row in enumerate(rows):
             if type(row) is not dict or len(row) != len(keys):
                 raise Unkeyable("rows naming other columns")
-            for key, other in zip(keys, row, strict=True):
-                if key is not other and not (type(key) is str and key == other):
+            if by_name:
+                if list(row) != keys:
                     raise Unkeyable("rows naming other columns")
-            self._row_values(row, keys, node, index)
+            else:
+                for key, other in zip(keys, row, strict=True):
+                    if key is not other and not (type(key) is str and key == other):
+                        raise Unkeyable("rows naming other columns")
+            if pick is None or not self._plain_row(pick(row)):
+                self._row_values(row, keys, node, index)
+
+    def _plain_row(self, values: Any) -> bool:
+        """A row's values all of the common leaf types, walked at once: the key takes their types
+        as one tuple, the leaves the values. ``False`` (nothing walked) otherwise, and when placing.
+        """
+        if self.placing:
+            return False
+        kinds = tuple(map(type, values))
+        if not _LEAF_TYPES.issuperset(kinds):
+            return False
+        self._add(kinds)
+        self.leaves.extend(values)
+        return True
 
     def _row_keys(self, row: dict[Any, Any], node: Any) -> list[Any]:
         keys = list(row)

@@ -22,13 +22,13 @@ field methods, ...), goes the generic way.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import peewee
 
 from .compiler import compile_query
+from .field_values import unchanged_type
 
 if TYPE_CHECKING:
     from .cursor import FetchedCursor
@@ -47,17 +47,6 @@ _PLAIN_ACCESSORS = (peewee.FieldAccessor, peewee.ForeignKeyAccessor)
 # Values peewee may turn into SQL rather than a parameter: nodes (model
 # instances too) and model classes. Any class is treated so, to keep the test cheap.
 _SQL_VALUES = (_Node, type)
-
-# peewee's adapt() of these field classes returns a value of this exact type as it is.
-_UNCHANGED: dict[Any, type] = {
-    peewee.IntegerField.adapt: int,
-    peewee.FloatField.adapt: float,
-    peewee._StringField.adapt: str,
-    peewee.DateTimeField.adapt: datetime.datetime,
-    peewee.DateField.adapt: datetime.date,
-    peewee.TimeField.adapt: datetime.time,
-    peewee.BooleanField.adapt: bool,
-}
 
 
 class Fallback(Exception):
@@ -301,7 +290,7 @@ def conversion(value: str, index: int, converter: Any, namespace: dict[str, Any]
         field = field.rel_field
     if isinstance(field, _Field) and getattr(converter, "__func__", None) is _Field.python_value:
         namespace[f"c{index}"] = field.adapt
-        unchanged = _UNCHANGED.get(type(field).adapt)
+        unchanged = unchanged_type(converter)
         if unchanged is None:
             return f"if {value} is not None: {value} = c{index}({value})"
         namespace[f"t{index}"] = unchanged

@@ -569,6 +569,37 @@ async def test_inserts(
     assert sync(objects, lambda: Unique.get(Unique.name == "same").hits) == 1 + 1 + 2
 
 
+async def test_values_bound_as_they_are_or_converted(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """Leaves of the type a field binds as it is go as they are; any other value is converted as
+    peewee converts it (a str or a bool for an IntegerField), in rows of all plain values and not."""
+    author = data["authors"][0]
+    shapes = {
+        "plain": lambda k: [{"name": f"v{k}-{i}", "age": 30 + i} for i in range(3)],
+        "text for a number": lambda k: [{"name": f"w{k}", "age": str(40 + k)}],
+        "a bool for a number": lambda k: [{"name": f"x{k}", "age": k == 1}],
+        "None among them": lambda k: [{"name": f"y{k}-{i}", "age": None if i == 1 else i} for i in range(3)],
+    }
+    for name, rows in shapes.items():
+        for k in (1, 2):
+            await objects.execute(Author.insert_many(rows(k)))
+            found = compiler.lookup(db, Author.insert_many(rows(k)))
+            assert found is not None, name
+            assert found[2].leaves_as_they_are is (name == "plain"), name
+    await objects.execute(Author.update(age=Author.age + 1).where(Author.name == "w1"))
+    await objects.execute(Post.insert_many([{"author": author, "title": "z", "score": 5, "editor": None}]))
+    ages = sync(objects, lambda: {a.name: a.age for a in Author.select() if a.name[0] in "vwxy"})
+    assert ages == {
+        **{f"v{k}-{i}": 30 + i for k in (1, 2) for i in range(3)},
+        "w1": 42,
+        "w2": 42,
+        "x1": 1,
+        "x2": 0,
+        **{f"y{k}-{i}": None if i == 1 else i for k in (1, 2) for i in range(3)},
+    }
+
+
 async def test_inserts_peewee_fills_in(
     objects: peewee_async.Manager, db: Any, data: Any, verify: None
 ) -> None:
