@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import os
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -77,13 +78,42 @@ def _forget_closed_sockets(loop: asyncio.AbstractEventLoop) -> None:
     for fileno, key in list(selector.get_map().items()):
         for handle in key.data or ():
             args = getattr(handle, "_args", None) or ()
-            owner = args[0]() if args and isinstance(args[0], weakref.ref) else None
-            if isinstance(owner, aiopg.Connection) and owner._fileno == fileno and owner._conn.closed:
+            if not args or not isinstance(args[0], weakref.ref):
+                continue
+            owner: Any = args[0]()
+            if owner is None and getattr(handle, "_callback", None) is aiopg.Connection._ready:
+                # A connection collected without closing: its entry is stale whatever the number is now.
+                loop.remove_reader(fileno)
+                loop.remove_writer(fileno)
+                break
+            owns = isinstance(owner, aiopg.Connection) and owner._fileno == fileno
+            if owns and _socket_gone(owner, fileno):
                 owner._fileno = None
                 owner._writing = False
                 loop.remove_reader(fileno)
                 loop.remove_writer(fileno)
                 break
+
+
+def _socket_gone(connection: Any, fileno: int) -> bool:
+    """Whether libpq no longer has socket ``fileno`` open for ``connection``.
+
+    psycopg2 marks a connection closed only once a call of its own fails; a
+    connection whose server went away while it was being opened, or before
+    anything read from it, may still look open with its socket already closed
+    by libpq: its ``fileno()`` is then -1 (or raises), or the number is no
+    longer an open file.
+    """
+    raw = connection._conn
+    if raw.closed:
+        return True
+    try:
+        if raw.fileno() != fileno:
+            return True
+        os.fstat(fileno)
+    except Exception:
+        return True
+    return False
 
 
 class AiopgDriver(PostgresqlDriver):
