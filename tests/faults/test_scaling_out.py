@@ -216,7 +216,12 @@ class Transactions:
     async def around(self, restart: Callable[[], Awaitable[None]]) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         try:
-            await asyncio.sleep(0.3)
+            # The load runs before the server goes, so that transactions are in flight then:
+            # on a busy machine its connections may take longer to open than a fixed pause.
+            for _ in range(200):
+                if len(self.committed) >= self.workers:
+                    break
+                await asyncio.sleep(0.05)
             await restart()
             self.restarted = True
             for _ in range(300):
