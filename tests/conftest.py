@@ -200,25 +200,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Through PgBouncer, only the tests of the pooled PostgreSQL classes run, but those marked
-    direct_server.
-
-    The pooled classes are how a service meets PgBouncer, and there every
-    driver and its ext class runs; a single-connection class differs from its
-    pooled one in our pool alone, which PgBouncer does not see, and the first
-    two runs test it.
-    """
+    """Through PgBouncer, only the tests of PostgreSQL classes run, but those marked direct_server."""
     if not THROUGH_PGBOUNCER:
         return
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
         values = params.params.values() if params is not None else ()
-        through = any(
-            isinstance(v, str) and BACKENDS.get(v, ("",))[0] == "postgres" and v in POOLED for v in values
-        )
+        on_postgres = any(isinstance(v, str) and BACKENDS.get(v, ("",))[0] == "postgres" for v in values)
         direct = item.get_closest_marker("direct_server") is not None
-        (kept if through and not direct else dropped).append(item)
+        (kept if on_postgres and not direct else dropped).append(item)
     config.hook.pytest_deselected(items=dropped)
     items[:] = kept
 
