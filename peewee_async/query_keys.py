@@ -61,6 +61,8 @@ _PLAIN = frozenset((str, int, float, bool, bytes, type(None)))
 
 #: Marks a list of items in the key, followed by its length.
 _MANY = object()
+#: Marks a number written into the SQL (a LIMIT, an OFFSET of 0), followed by it.
+_NUMBER = object()
 #: Marks a model class (a source) in the key, and an object by identity.
 _SOURCE = object()
 _ID = object()
@@ -99,13 +101,16 @@ class Slot:
 #   "s" structure: part of the key as it is (a node is walked, an object by id)
 #   "u" an UPDATE's {column: value}: columns are structure, values atoms or nodes
 #   "i" ignored: no effect on the SQL (the bound database, a cursor, a hash)
+#   "n" LIMIT: an int is written into the SQL (compiler.NumbersContext), so is structure;
+#       anything else an operand
+#   "z" OFFSET: 0 is written into the SQL, so is structure; anything else an operand
 _WRAPPED = {"node": "o", "_coerce": "s", "_converter": "s"}
 _QUERY = {
     "model": "s", "table": "s", "lhs": "o", "op": "s", "rhs": "o",
     "_cte_list": "o", "_returning": "o", "_is_default": "s", "_distinct": "o",
     "_simple_distinct": "s", "_from_list": "o", "_joins": "s", "_update": "u",
     "_from": "o", "_where": "o", "_group_by": "o", "_having": "o", "_windows": "o",
-    "_order_by": "o", "_limit": "o", "_offset": "o", "_for_update": "s",
+    "_order_by": "o", "_limit": "n", "_offset": "z", "_for_update": "s",
     "_for_update_of": "s", "_for_update_nowait": "s", "_lateral": "s", "_alias": "s",
     "_return_cursor": "s", "_row_type": "s", "_constructor": "s", "_load_tree": "s",
     "_insert": "r", "_columns": "s", "_on_conflict": "s", "_as_rowcount": "s", "_query_type": "s",
@@ -582,6 +587,10 @@ _ATTRIBUTE_CODE = {
     # ON CONFLICT ... DO UPDATE: peewee writes an instance there as SQL.
     "c": "if v is None:\n    add(None)\nelse:\n    walk.update(v, node, {name!r}, False)",
     "r": "if v is None:\n    add(None)\nelse:\n    walk.inserted(v, node)",
+    "n": "if type(v) is int:\n    add(NUMBER)\n    add(v)\nelif v is None:\n    add(None)\n"
+    "else:\n    walk.operand(v, node, {name!r}, ())",
+    "z": "if type(v) is int and v == 0:\n    add(NUMBER)\n    add(0)\nelif v is None:\n    add(None)\n"
+    "else:\n    walk.operand(v, node, {name!r}, ())",
 }
 
 
@@ -611,7 +620,7 @@ def _layout_walker(cls: type, names: tuple[str, ...]) -> Callable[[Walk, Any, di
             continue
         lines.append(f"    v = attributes[{name!r}]")
         lines.extend("    " + line for line in _ATTRIBUTE_CODE[how].format(name=name).splitlines())
-    namespace: dict[str, Any] = {"LAYOUT": _Layout(f"{cls.__name__}({', '.join(names)})")}
+    namespace: dict[str, Any] = {"LAYOUT": _Layout(f"{cls.__name__}({', '.join(names)})"), "NUMBER": _NUMBER}
     # Code of ours: only attribute names found in _SPECS reach it (others are refused above).
     exec("\n".join(lines), namespace)
     walker: Callable[[Walk, Any, dict[str, Any]], None] = namespace["walker"]

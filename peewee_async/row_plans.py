@@ -101,12 +101,20 @@ def _compile(lines: list[str], namespace: dict[str, Any], name: str) -> Callable
     return build
 
 
-def _value(index: int, converters: Sequence[Any], namespace: dict[str, Any]) -> str:
-    """The expression of column ``index``'s value, through its converter if it has one."""
-    if converters[index] is None:
-        return f"row[{index}]"
-    namespace[f"c{index}"] = converters[index]
-    return f"c{index}(row[{index}])"
+def _unpacked(converters: Sequence[Any], namespace: dict[str, Any]) -> list[str]:
+    """Lines putting each column of ``row`` in local ``v<index>``, converted as peewee converts it.
+
+    Through :func:`.shapes.conversion`: a value of the type its field returns
+    as it is (an ``int`` of an ``IntegerField``) is not passed through the
+    field at all, where peewee's wrappers call it for every column of every row.
+    """
+    if not converters:
+        return []
+    lines = [f"{''.join(f'v{index}, ' for index in range(len(converters)))}= row"]
+    for index, converter in enumerate(converters):
+        if converter is not None:
+            lines.append(shapes.conversion(f"v{index}", index, converter, namespace))
+    return lines
 
 
 def _dict_builder(wrapper: Any) -> Callable[[Rows], list[Any]]:
@@ -117,8 +125,6 @@ def _dict_builder(wrapper: Any) -> Callable[[Rows], list[Any]]:
     column order. A dict display in that same order gives the same dict.
     """
     namespace: dict[str, Any] = {}
-    converters = wrapper.converters
-    items: list[str] = []
     if hasattr(wrapper, "unique_columns"):  # peewee 4
         columns = wrapper.unique_columns
         order = [*wrapper.no_convert, *wrapper.convert]
@@ -130,16 +136,16 @@ def _dict_builder(wrapper: Any) -> Callable[[Rows], list[Any]]:
             if column not in seen:
                 seen.add(column)
                 order.append(index)
-    for index in order:
-        items.append(f"{columns[index]!r}: {_value(index, converters, namespace)}")
-    return _compile([f"append({{{', '.join(items)}}})"], namespace, "dict")
+    items = ", ".join(f"{columns[index]!r}: v{index}" for index in order)
+    return _compile([*_unpacked(wrapper.converters, namespace), f"append({{{items}}})"], namespace, "dict")
 
 
 def _tuple_builder(wrapper: Any, named: bool) -> Callable[[Rows], list[Any]]:
     """``.tuples()`` or ``.namedtuples()`` of a model select, as peewee's wrappers make them."""
     namespace: dict[str, Any] = {"make": wrapper.constructor}
-    values = "".join(f"{_value(index, wrapper.converters, namespace)}, " for index in range(wrapper.ncols))
-    return _compile([f"append(make(({values})))" if named else f"append(({values}))"], namespace, "tuple")
+    values = "".join(f"v{index}, " for index in range(wrapper.ncols))
+    made = f"append(make(({values})))" if named else f"append(({values}))"
+    return _compile([*_unpacked(wrapper.converters, namespace), made], namespace, "tuple")
 
 
 def _constructor(value: Any) -> Any:

@@ -455,6 +455,61 @@ async def test_none_and_in_lists_are_shape(db: Any, objects: peewee_async.Manage
     )
 
 
+def _numbers_written_in(query: Any, db: Any) -> tuple[str, list[Any]]:
+    """peewee's own SQL of ``query`` (plain ``peewee.Context``), with its LIMIT and OFFSET 0 written in."""
+    sql, params = peewee.Context(**db.get_context_options()).sql(query).query()
+    parts = sql.split(db.param)
+    assert len(parts) == len(params) + 1
+    text, kept = parts[0], []
+    for value, part in zip(params, parts[1:], strict=True):
+        if type(value) is int and (text.endswith(" LIMIT ") or (text.endswith(" OFFSET ") and value == 0)):
+            text += str(value) + part
+        else:
+            text += db.param + part
+            kept.append(value)
+    return text, kept
+
+
+def _from_limited(k: int) -> Any:
+    """A select from a subquery with a LIMIT of its own."""
+    limited = Author.select(Author.id).order_by(Author.id).limit(k).alias("limited")
+    return Author.select(limited.c.id).from_(limited).order_by(limited.c.id).tuples()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda k: Author.select().order_by(Author.id).limit(k),
+        lambda k: Author.select().order_by(Author.id).paginate(1, k),
+        lambda k: Author.select().order_by(Author.id).paginate(2, k),
+        lambda k: Author.select().order_by(Author.id).offset(k),
+        lambda k: Author.select().order_by(Author.id).offset(0).limit(k),
+        _from_limited,
+        lambda k: Author.select().order_by(Author.id).limit(str(k)),
+    ],
+    ids=["limit", "first-page", "second-page", "offset", "offset-0", "in-subquery", "limit-as-text"],
+)
+async def test_limits_written_as_numbers(
+    objects: peewee_async.Manager, db: Any, backend: str, data: Any, verify: None, build: Any
+) -> None:
+    """A LIMIT that is an int, and an OFFSET of 0, are numbers in the SQL; other values stay parameters.
+
+    The SQL is peewee's own (compiled with a plain ``peewee.Context``) with
+    those numbers written in. Each LIMIT is a key of its own, so a statement
+    cached with one number is never reused for another.
+    """
+    if family(backend) != "sqlite" and type(build(1)._limit) is str:
+        pytest.skip("only SQLite takes text for a LIMIT")
+    for k in (2, 3, 2):
+        query = build(k)
+        expected_sql, expected_params = _numbers_written_in(query, db)
+        if db.driver.translates_sql:
+            expected_sql = db.driver.driver_sql(expected_sql)
+        assert compiler.compile_query(db, query) == (expected_sql, expected_params)
+        rows = [graph(row) for row in await objects.execute(query)]
+        assert rows == sync(objects, lambda k=k: [graph(row) for row in build(k)])
+
+
 async def test_values_peewee_writes_as_sql(
     objects: peewee_async.Manager, db: Any, data: Any, verify: None
 ) -> None:

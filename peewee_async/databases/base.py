@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import peewee
 
-from ..compiler import DEFAULT_STATEMENT_CACHE_SIZE, StatementCache, compile_query
+from ..compiler import DEFAULT_STATEMENT_CACHE_SIZE, NumbersContext, StatementCache, compile_query
 from ..cursor import FetchedCursor
 from ..errors import SyncQueryError, TransactionError, WrongLoopError
 from ..intent import Intent
@@ -91,6 +91,8 @@ class AsyncDatabase:
     #: The database family: ``"postgresql"``, ``"mysql"`` or ``"sqlite"``.
     family: ClassVar[str]
     default_max_connections: ClassVar[int] = 1
+    #: peewee's SQL context, writing LIMIT as a number (see :class:`~peewee_async.compiler.NumbersContext`).
+    context_class: ClassVar[type[peewee.Context]] = NumbersContext
 
     # The options, set by init() (the constructor's run of it included).
     max_connections: int

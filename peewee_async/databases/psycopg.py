@@ -51,6 +51,8 @@ psycopg2_extensions = optional_import("psycopg2.extensions")
 
 
 if psycopg is not None:
+    #: Result statuses of a statement that returns rows (none, for ``SELECT ;``).
+    _RESULTS_WITH_ROWS = (psycopg_pq.ExecStatus.TUPLES_OK, psycopg_pq.ExecStatus.SINGLE_TUPLE)
     _STATUS = {
         psycopg_pq.TransactionStatus.IDLE: TransactionStatus.IDLE,
         psycopg_pq.TransactionStatus.INERROR: TransactionStatus.FAILED,
@@ -236,7 +238,7 @@ class PsycopgDriver(PostgresqlDriver):
                 if "NUL" not in str(exc):
                     raise
                 raise nul_in_text_error(str(exc)) from exc
-            description = cursor.description
+            description = _description(cursor)
             rows = await cursor.fetchall() if description is not None else []
             result = FetchedCursor(rows, description, cursor.rowcount, None)
         except BaseException:
@@ -247,3 +249,23 @@ class PsycopgDriver(PostgresqlDriver):
         else:
             await cursor.close()
         return result
+
+
+def _description(cursor: Any) -> list[tuple[Any, ...]] | None:
+    """``cursor.description`` as DB-API 7-tuples of name and type code, as the asyncpg driver gives it.
+
+    psycopg's own makes a ``Column`` object of each column, reading five
+    attributes of the result for each: 7 µs for five columns at every
+    statement, where this takes 1.4.
+    """
+    res = cursor.pgresult
+    if res is None:
+        return None
+    count = res.nfields
+    if not count and res.status not in _RESULTS_WITH_ROWS:
+        return None
+    fname, ftype, encoding = res.fname, res.ftype, cursor._encoding
+    return [
+        ((fname(i) or b"").decode(encoding) or f"column_{i + 1}", ftype(i), None, None, None, None, None)
+        for i in range(count)
+    ]
