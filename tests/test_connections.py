@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -677,3 +678,31 @@ async def test_mysql_sql_mode_list_is_set_on_async_and_sync_connections(backend)
         database.close()
         await database.close_async()
     assert async_mode == sync_mode == "PIPES_AS_CONCAT,STRICT_TRANS_TABLES"
+
+
+@pytest.mark.parametrize("backend", [name for name in BACKENDS if name.startswith("postgres")])
+@pytest.mark.parametrize("stale", ["reader", "writer"])
+async def test_aiopg_connects_where_the_event_loop_kept_a_closed_sockets_entry(backend, stale):
+    """A new aiopg connection whose socket takes the number of one closed under its loop entry.
+
+    libpq closes a connection's socket when the server goes away, before
+    aiopg removes its entry from the event loop; epoll drops the socket, the
+    loop keeps the entry. A connection opened next takes the lowest free
+    number: over a writer's entry aiopg's ``add_reader`` failed with
+    ``FileNotFoundError``, over a reader's the connection was never woken.
+    Made here with a socket pair: the entry left behind, the socket closed.
+    """
+    loop = asyncio.get_running_loop()
+    mine, other = socket.socketpair()
+    number = mine.fileno()
+    (loop.add_reader if stale == "reader" else loop.add_writer)(number, lambda: None)
+    mine.close()  # epoll forgets the socket; the loop's entry stays
+    db = make_database(backend)
+    try:
+        rows = await asyncio.wait_for(db.execute_sql_async("SELECT 1"), 10)
+        assert rows.rows == [(1,)]
+    finally:
+        await db.close_async()
+        other.close()
+        loop.remove_reader(number)
+        loop.remove_writer(number)

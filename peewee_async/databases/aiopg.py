@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import functools
 import os
+import select
+import selectors
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,12 +90,44 @@ def _forget_closed_sockets(loop: asyncio.AbstractEventLoop) -> None:
                 loop.remove_writer(fileno)
                 break
             owns = isinstance(owner, aiopg.Connection) and owner._fileno == fileno
-            if owns and _socket_gone(owner, fileno):
+            if owns and (_socket_gone(owner, fileno) or _missing_from_epoll(selector, key)):
                 owner._fileno = None
                 owner._writing = False
                 loop.remove_reader(fileno)
                 loop.remove_writer(fileno)
                 break
+
+
+def _forget_entries_epoll_dropped(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop the event loop's entries (of any owner) whose socket epoll no longer watches.
+
+    epoll forgets a socket when it is closed, while asyncio keeps its entry
+    until the owner removes it. The checks of :func:`_forget_closed_sockets`
+    ask psycopg2 and the file table; this asks epoll itself, so that an entry
+    they miss cannot meet the new connection's socket under the same number.
+    """
+    selector = getattr(loop, "_selector", None)
+    if not isinstance(selector, selectors.EpollSelector):
+        return
+    for fileno, key in list(selector.get_map().items()):
+        if _missing_from_epoll(selector, key):
+            loop.remove_reader(fileno)
+            loop.remove_writer(fileno)
+
+
+def _missing_from_epoll(selector: Any, key: selectors.SelectorKey) -> bool:
+    """Whether epoll has dropped ``key``'s socket: re-arming it with the same events fails."""
+    epoll = getattr(selector, "_selector", None)
+    if not isinstance(selector, selectors.EpollSelector) or epoll is None:
+        return False
+    events = (select.EPOLLIN if key.events & selectors.EVENT_READ else 0) | (
+        select.EPOLLOUT if key.events & selectors.EVENT_WRITE else 0
+    )
+    try:
+        epoll.modify(key.fd, events)
+    except OSError as exc:
+        return exc.errno in (errno.ENOENT, errno.EBADF)
+    return False
 
 
 def _socket_gone(connection: Any, fileno: int) -> bool:
@@ -132,7 +167,9 @@ class AiopgDriver(PostgresqlDriver):
 
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         dsn, params = connect_arguments(database, timeout)
-        _forget_closed_sockets(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        _forget_closed_sockets(loop)
+        _forget_entries_epoll_dropped(loop)
         return await aiopg.connect(
             dsn,
             # aiopg applies this one timeout to every statement; we bound
