@@ -60,7 +60,7 @@ def _send_cancel(cancel: int) -> str | None:
 
 
 def _forget_closed_sockets(loop: asyncio.AbstractEventLoop) -> None:
-    """Drop the event loop's readers of aiopg connections whose socket libpq has closed.
+    """Drop the event loop's entries of sockets closed under them, aiopg's dead connections first.
 
     When the server goes away, libpq closes a connection's socket at once,
     and the number is free before aiopg removes its reader from the event
@@ -73,12 +73,18 @@ def _forget_closed_sockets(loop: asyncio.AbstractEventLoop) -> None:
     go, and each dead connection is told it has no socket any more (else
     closing it later would remove its successor's reader).
 
+    Entries of any owner whose socket epoll itself no longer watches (asked
+    of epoll, :func:`_missing_from_epoll`) go too: the checks of psycopg2 and
+    of the file table miss some, and such an entry would meet the new
+    connection's socket under the same number all the same.
+
     Only asyncio's selector loops keep such entries (``loop._selector``).
     """
     selector = getattr(loop, "_selector", None)
     if selector is None:
         return
     for fileno, key in list(selector.get_map().items()):
+        dropped = _missing_from_epoll(selector, key)
         for handle in key.data or ():
             args = getattr(handle, "_args", None) or ()
             if not args or not isinstance(args[0], weakref.ref):
@@ -86,31 +92,15 @@ def _forget_closed_sockets(loop: asyncio.AbstractEventLoop) -> None:
             owner: Any = args[0]()
             if owner is None and getattr(handle, "_callback", None) is aiopg.Connection._ready:
                 # A connection collected without closing: its entry is stale whatever the number is now.
-                loop.remove_reader(fileno)
-                loop.remove_writer(fileno)
+                dropped = True
                 break
             owns = isinstance(owner, aiopg.Connection) and owner._fileno == fileno
-            if owns and (_socket_gone(owner, fileno) or _missing_from_epoll(selector, key)):
+            if owns and (dropped or _socket_gone(owner, fileno)):
                 owner._fileno = None
                 owner._writing = False
-                loop.remove_reader(fileno)
-                loop.remove_writer(fileno)
+                dropped = True
                 break
-
-
-def _forget_entries_epoll_dropped(loop: asyncio.AbstractEventLoop) -> None:
-    """Drop the event loop's entries (of any owner) whose socket epoll no longer watches.
-
-    epoll forgets a socket when it is closed, while asyncio keeps its entry
-    until the owner removes it. The checks of :func:`_forget_closed_sockets`
-    ask psycopg2 and the file table; this asks epoll itself, so that an entry
-    they miss cannot meet the new connection's socket under the same number.
-    """
-    selector = getattr(loop, "_selector", None)
-    if not isinstance(selector, selectors.EpollSelector):
-        return
-    for fileno, key in list(selector.get_map().items()):
-        if _missing_from_epoll(selector, key):
+        if dropped:
             loop.remove_reader(fileno)
             loop.remove_writer(fileno)
 
@@ -167,9 +157,7 @@ class AiopgDriver(PostgresqlDriver):
 
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         dsn, params = connect_arguments(database, timeout)
-        loop = asyncio.get_running_loop()
-        _forget_closed_sockets(loop)
-        _forget_entries_epoll_dropped(loop)
+        _forget_closed_sockets(asyncio.get_running_loop())
         return await aiopg.connect(
             dsn,
             # aiopg applies this one timeout to every statement; we bound
