@@ -338,11 +338,15 @@ async def test_mysql_plaintext_and_a_wrong_password_are_refused(
     cls: Any, started: dict[str, Any], certs: dict[str, str], closing: list[Any]
 ) -> None:
     plaintext = servers.new_database(cls, **mysql_settings(started, ssl_disabled=True))
+    # No TLS setting at all is plaintext too, on both sides: neither tries TLS on its own.
+    unset = servers.new_database(cls, **mysql_settings(started))
     wrong = servers.new_database(cls, **mysql_settings(started, password="wrong", ssl_ca=certs["ca"]))
-    closing.extend([plaintext, wrong])
+    closing.extend([plaintext, unset, wrong])
     assert "Access denied" in await connect_fails(plaintext, "SELECT 1")
+    assert "Access denied" in await connect_fails(unset, "SELECT 1")
     assert "Access denied" in await connect_fails(wrong, "SELECT 1")
     assert "Access denied" in sync_connect_fails(plaintext)
+    assert "Access denied" in sync_connect_fails(unset)
 
 
 @pytest.mark.parametrize("cls", MYSQL_CLASSES, ids=lambda c: c.__name__)

@@ -41,11 +41,13 @@ class MySQLFamily(AsyncDatabase):
         # peewee's sync side, on PyMySQL, with the same SSLContext as the async side.
         params = {name: value for name, value in self.connect_params.items() if name not in TLS_SETTINGS}
         tls = self.tls
-        if tls is not None:
-            if tls.mode == "DISABLED":
-                params["ssl_disabled"] = True
-            elif tls.required:
-                params["ssl"] = tls.context
+        if tls is None or tls.mode == "DISABLED":
+            # No TLS setting is plaintext, as on the async side. PyMySQL 1.2 would
+            # otherwise try TLS unverified on its own, and build a new SSLContext
+            # with the system's CAs for every connection (15 ms).
+            params["ssl_disabled"] = True
+        elif tls.required:
+            params["ssl"] = tls.context
         driver: Any = peewee.mysql  # type: ignore[attr-defined]  # PyMySQL, as peewee imported it
         conn = driver.connect(database=self.database, autocommit=True, **params)
         if tls is not None and tls.required and not isinstance(getattr(conn, "_sock", None), ssl.SSLSocket):
