@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 import peewee_async
+from peewee_async.databases.pool import Pool
 
 from ..conftest import BACKENDS, _require_server, _sync_reset, _tables_made, make_database, server_settings
 from ..models import ALL_MODELS
@@ -188,17 +189,23 @@ def direct_database(backend: str, **overrides: Any) -> peewee_async.AsyncDatabas
 
 
 @pytest.fixture
-async def faulty(backend: str, proxy: Proxy) -> AsyncIterator[peewee_async.AsyncDatabase]:
+async def faulty(
+    backend: str, proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[peewee_async.AsyncDatabase]:
     """A database of the backend's class that connects through ``proxy``; the test models are bound
     to it and their tables are empty. Timeouts are short so that a fault shows within seconds.
+
+    Each stall waits out one of them: a connect through the proxy takes milliseconds, a
+    server told to stop a statement answers in milliseconds, so a second is ample for both.
     """
+    monkeypatch.setattr(Pool, "cancel_grace", 1.0)
     _require_server(BACKENDS[backend][0])
     direct = direct_database(backend)
     server = BACKENDS[backend][0]
     _sync_reset(direct, ALL_MODELS, create=server not in _tables_made)
     _tables_made.add(server)
     database = make_database(
-        backend, host="127.0.0.1", port=proxy.port, connect_timeout=2, acquire_timeout=5, query_timeout=1
+        backend, host="127.0.0.1", port=proxy.port, connect_timeout=1, acquire_timeout=2, query_timeout=1
     )
     with database.bind_ctx(ALL_MODELS):
         try:

@@ -16,7 +16,7 @@ from .proxy import PROXIED_BACKENDS, Proxy
 
 pytestmark = pytest.mark.parametrize("backend", PROXIED_BACKENDS, indirect=True)
 
-CONNECT_TIMEOUT = 2
+CONNECT_TIMEOUT = 1
 
 
 def closed_port() -> int:
