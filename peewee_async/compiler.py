@@ -108,7 +108,7 @@ def lookup(
     shape = cache.get(key, _UNKNOWN)
     if shape is _UNKNOWN:
         # Walked again, noting where each leaf is, to put slots in their places.
-        shape = _compile_shape(database, query, walk(query, placing=True), derived)
+        shape = _compile_shape(database, query, walk(query, placing=True, defaults=found.filled), derived)
         cache.put(key, shape)
     else:
         cache.move_to_end(key)  # used now: the last to be pruned
@@ -119,8 +119,25 @@ def lookup(
     except Fallback:
         return None
     if VERIFY:
-        verify_statement(database, query if derived is None else derived.build(query), shape.sql, params)
+        checked = query if derived is None else derived.build(query)
+        if found.filled:
+            # Compiled again, peewee would call the defaults again: give it the ones sent.
+            checked = with_defaults(query, found.filled)
+        verify_statement(database, checked, shape.sql, params)
     return shape.sql, params, shape
+
+
+def with_defaults(query: Any, filled: list[tuple[Any, Any, Any]]) -> Any:
+    """A copy of the insert ``query`` whose rows name the defaults of ``filled`` (a :class:`Walk`'s)."""
+    copy = query.clone()
+    rows = query._insert
+    if type(rows) is dict:
+        copy._insert = {**rows, **{field: value for _, field, value in filled}}
+    else:
+        copy._insert = [dict(row) for row in rows]
+        for index, field, value in filled:
+            copy._insert[index][field] = value
+    return copy
 
 
 class Derived:
@@ -143,11 +160,33 @@ class Derived:
 def verify_statement(database: AsyncDatabase, query: Any, sql: str, params: Sequence[Any]) -> None:
     """Raise :class:`VerificationError` unless peewee compiles ``query`` to ``sql`` and ``params``."""
     expected_sql, expected_params = peewee_compile(database, query)
-    if sql != expected_sql or list(params) != list(expected_params):
+    if sql != expected_sql or not _same_params(params, expected_params):
         raise VerificationError(
             "A cached statement differs from peewee's compile of the same query.\n"
             f"cached: {sql!r} {list(params)!r}\npeewee: {expected_sql!r} {list(expected_params)!r}"
         )
+
+
+def _same_params(ours: Sequence[Any], theirs: Sequence[Any]) -> bool:
+    return len(ours) == len(theirs) and all(map(_same_param, ours, theirs))
+
+
+def _same_param(ours: Any, theirs: Any) -> bool:
+    """Equal values; the value wrappers of a driver (``Json``), equal only to themselves, by their content."""
+    if ours == theirs:
+        return True
+    if type(ours) is not type(theirs) or isinstance(ours, peewee.Node):
+        return False
+    content = _content(ours)
+    return content is not None and content == _content(theirs)
+
+
+def _content(value: Any) -> Any:
+    """What ``value`` holds (its attributes), or ``None`` for a value that holds nothing."""
+    if hasattr(value, "__dict__"):
+        return vars(value) or None
+    names = [name for cls in type(value).__mro__ for name in getattr(cls, "__slots__", ())]
+    return [getattr(value, name, None) for name in names] or None
 
 
 class _Param:

@@ -66,6 +66,8 @@ _NUMBER = object()
 #: Marks a model class (a source) in the key, and an object by identity.
 _SOURCE = object()
 _ID = object()
+#: Marks the columns an insert's row leaves to their defaults, followed by those fields.
+_DEFAULTS = object()
 #: Types of the values an insert_many() most often holds, never nodes: leaves at once.
 _LEAF_TYPES = frozenset((int, str, float, bool, bytes, datetime.datetime, datetime.date, decimal.Decimal))
 
@@ -189,19 +191,27 @@ class Walk:
 
     Only the walk of a new shape needs the places, for :func:`slot_in`: the
     walk of every other call leaves them out.
+
+    The defaults an insert's rows leave out are leaves too, made by the walk
+    (a callable default called, once per row, as peewee calls it); ``filled``
+    holds them as (row index or ``None``, field, value). The walk of a new
+    shape takes those of the walk that found it (``defaults``) rather than
+    calling the defaults a second time.
     """
 
-    __slots__ = ("key", "leaves", "places", "holds", "placing", "_add", "_models")
+    __slots__ = ("key", "leaves", "places", "holds", "placing", "filled", "_add", "_models", "_reuse")
 
-    def __init__(self, placing: bool = False) -> None:
+    def __init__(self, placing: bool = False, defaults: list[tuple[Any, Any, Any]] | None = None) -> None:
         self.key: Any = []
         self.leaves: list[Any] = []
         #: (node, attribute, path into the attribute's value) of each leaf, when placing
         self.places: list[tuple[Any, str, tuple[Any, ...]]] = []
         self.holds: list[Any] = []
         self.placing = placing
+        self.filled: list[tuple[Any, Any, Any]] = []
         self._add = self.key.append
         self._models: set[int] = set()
+        self._reuse = iter([value for _, _, value in defaults]) if defaults else None
 
     # -- nodes -----------------------------------------------------------
 
@@ -370,8 +380,9 @@ class Walk:
         """``Insert._insert``: one dict of values, a list of dicts or tuples, or a query.
 
         peewee fills a column a row leaves out with the model's default, calling
-        a callable default each time: a shape is fixed only when every row
-        names every column with a default, and all rows name the same columns.
+        a callable default each time. Rows of dicts, all naming the same
+        columns, take the defaults they leave out as leaves (:meth:`_defaults`);
+        rows of tuples must name every column with a default.
         """
         add = self._add
         if isinstance(rows, _Node):
@@ -382,8 +393,10 @@ class Walk:
             if columns:
                 raise Unkeyable("an insert of one dict with columns named apart")
             add(dict)
-            self._row_keys(rows, node)
+            missing = self._row_keys(rows, node)
             self._row_values(rows, rows, node, None)
+            if missing:
+                self._defaults(missing, node, None)
             return
         if type(rows) not in (list, tuple) or not rows:
             raise Unkeyable("rows to insert that are not a list or tuple")  # a generator is read once
@@ -402,7 +415,8 @@ class Walk:
             return
         if type(first) is not dict:
             raise Unkeyable("rows that are not dicts without columns named")
-        keys = self._row_keys(first, node)
+        keys = list(first)
+        missing = self._row_keys(first, node)
         # Keys named by text (the usual case) compare as lists; a field's == builds an expression.
         by_name = all(type(key) is str for key in keys)
         pick = operator.itemgetter(*keys) if len(keys) > 1 else None
@@ -418,6 +432,8 @@ class Walk:
                         raise Unkeyable("rows naming other columns")
             if pick is None or not self._plain_row(pick(row)):
                 self._row_values(row, keys, node, index)
+            if missing:
+                self._defaults(missing, node, index)
 
     def _plain_row(self, values: Any) -> bool:
         """A row's values all of the common leaf types, walked at once: the key takes their types
@@ -433,13 +449,44 @@ class Walk:
         return True
 
     def _row_keys(self, row: dict[Any, Any], node: Any) -> list[Any]:
-        keys = list(row)
-        self._check_defaults(keys, node)
+        """The columns a dict row names, into the key; returns the fields with defaults it leaves out."""
         add = self._add
-        add(len(keys))
-        for key in keys:
+        add(len(row))
+        for key in row:
             self.structure(key)
-        return keys
+        model = node.__dict__.get("model")
+        defaults = model._meta.defaults if model is not None else None
+        if not defaults:
+            return []
+        # As peewee looks a column up in a row: by the field, its name, its column name.
+        missing = [
+            field
+            for field in defaults
+            if field not in row and field.name not in row and field.column_name not in row
+        ]
+        if missing:
+            # In the order peewee calls them: the order of the columns it writes.
+            missing.sort(key=lambda field: field._sort_key)
+            add(_DEFAULTS)
+            for field in missing:
+                self.node(field)
+        return missing
+
+    def _defaults(self, missing: list[Any], node: Any, index: int | None) -> None:
+        """The defaults of the ``missing`` fields for one row (row ``index`` of many, or the one dict)."""
+        defaults = node.__dict__["model"]._meta.defaults
+        reuse = self._reuse
+        for field in missing:
+            if reuse is not None:
+                value = next(reuse)
+            else:
+                value = defaults[field]
+                if callable(value):
+                    value = value()
+                self.filled.append((index, field, value))
+            if isinstance(value, _Node) or _is_model(value):
+                raise Unkeyable("a default that is SQL")
+            self._leaf(value, node, "_insert", (field,) if index is None else (index, field))
 
     def _check_defaults(self, keys: Any, node: Any) -> None:
         model = node.__dict__.get("model")
@@ -508,14 +555,15 @@ class Walk:
             self.holds.append(value)
 
 
-def walk(query: Any, placing: bool = False) -> Walk:
+def walk(query: Any, placing: bool = False, defaults: list[tuple[Any, Any, Any]] | None = None) -> Walk:
     """The :class:`Walk` of ``query``; :class:`Unkeyable` if any part of it is not known.
 
-    ``placing``: note where each leaf is, for :func:`slot_in`.
+    ``placing``: note where each leaf is, for :func:`slot_in`. ``defaults``:
+    the ``filled`` defaults of an earlier walk of the same query, taken again.
     """
     if type(query) not in STATEMENTS:
         raise Unkeyable(f"a statement of class {type(query).__name__}")
-    result = Walk(placing)
+    result = Walk(placing, defaults)
     try:
         result.node(query)
     except RecursionError:

@@ -655,19 +655,86 @@ async def test_values_bound_as_they_are_or_converted(
     }
 
 
-async def test_inserts_peewee_fills_in(
+async def test_inserts_from_a_generator(
     objects: peewee_async.Manager, db: Any, data: Any, verify: None
 ) -> None:
-    """A default left out (peewee may call it), rows from a generator: compiled by peewee each time."""
+    """Rows from a generator (read once): compiled by peewee each time."""
     author = data["authors"][0]
-    rows = [{"author": author, "title": "defaulted"}]
-    assert compiler.lookup(db, Post.insert_many(rows)) is None
+    rows = ({"author": author, "title": f"g{i}", "score": i} for i in range(2))
     await objects.execute(Post.insert_many(rows))
-    await objects.execute(
-        Post.insert_many({"author": author, "title": f"g{i}", "score": i} for i in range(2))
+    titles = sync(
+        objects, lambda: sorted((p.title, p.score) for p in Post.select().where(Post.title << ["g0", "g1"]))
     )
-    titles = sync(objects, lambda: sorted((p.title, p.score) for p in Post.select().where(Post.score < 2)))
-    assert ("defaulted", 0) in titles and ("g1", 1) in titles
+    assert titles == [("g0", 0), ("g1", 1)]
+
+
+#: One entry per call of Stamped's callable default.
+STAMP_CALLS: list[int] = []
+
+
+def _stamp() -> int:
+    STAMP_CALLS.append(1)
+    return 7
+
+
+class Stamped(peewee.Model):
+    """Defaults of each kind: callable, constant, and on a field with a column name of its own."""
+
+    label = peewee.CharField(max_length=20)
+    stamp = peewee.IntegerField(default=_stamp)
+    kind = peewee.CharField(max_length=10, default="plain")
+    note = peewee.CharField(max_length=20, null=True, column_name="note_text", default="none")
+
+
+# Each case: its rows for k, and how many of them leave the callable default out.
+DEFAULTED_INSERTS: list[tuple[str, Callable[[int], Any], int]] = [
+    ("one dict, all defaults left out", lambda k: Stamped.insert(label=f"one{k}"), 1),
+    ("one dict, one default given", lambda k: Stamped.insert(label=f"kind{k}", kind="given"), 1),
+    ("the callable given", lambda k: Stamped.insert(label=f"given{k}", stamp=k), 0),
+    ("many rows by name", lambda k: Stamped.insert_many([{"label": f"m{k}-{i}"} for i in range(3)]), 3),
+    (
+        "many rows by field",
+        lambda k: Stamped.insert_many([{Stamped.label: f"f{k}-{i}", Stamped.kind: "f"} for i in range(2)]),
+        2,
+    ),
+    (
+        "the default of a field with a column name given",
+        lambda k: Stamped.insert_many([{"label": f"c{k}", "note": "given"}]),
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "calls"), DEFAULTED_INSERTS, ids=[c[0] for c in DEFAULTED_INSERTS])
+async def test_inserts_leaving_defaults_out(
+    objects: peewee_async.Manager, db: Any, bind_models: Any, verify: None, name: str, build: Any, calls: int
+) -> None:
+    """The defaults a row leaves out: parameters of a cached statement, called once per row as by peewee.
+
+    For each k the statement is the one peewee compiles for the same query, the
+    callable default is called once for each row that leaves it out (at the
+    first run of the shape too), and the rows stored are those sync peewee
+    stores for the same query.
+    """
+    bind_models(Stamped)
+
+    def stored_and_cleared() -> list[tuple[Any, ...]]:
+        rows = [(s.label, s.stamp, s.kind, s.note) for s in Stamped.select().order_by(Stamped.id)]
+        Stamped.delete().execute()
+        return rows
+
+    for k in (1, 2, 1):
+        before = len(STAMP_CALLS)
+        await objects.execute(build(k))  # the first time, the shape is compiled here
+        assert len(STAMP_CALLS) - before == calls, name
+        found = compiler.lookup(db, build(k))
+        assert found is not None, name
+        assert (found[0], found[1]) == compiler.peewee_compile(db, build(k)), name
+        ours = sync(objects, stored_and_cleared)
+        sync(objects, build(k).execute)
+        assert ours == sync(objects, stored_and_cleared), name
+        inserted = build(k)._insert
+        assert len(ours) == (len(inserted) if isinstance(inserted, list) else 1), name
 
 
 async def test_exists(objects: peewee_async.Manager, db: Any, data: Any, verify: None) -> None:
