@@ -158,6 +158,15 @@ _SPECS: dict[type, dict[str, str]] = {
     peewee.Delete: _QUERY,
     peewee.ModelInsert: _QUERY,
     peewee.Insert: _QUERY,
+    # Model.raw(sql, *params): the text as it is, each parameter bound as it is.
+    peewee.ModelRaw: {
+        "model": "s", "_returning": "o", "_database": "i", "_cursor_wrapper": "i", "_row_type": "s",
+        "_constructor": "s", "_sql": "s", "_params": "a",
+    },
+    peewee.RawQuery: {
+        "_database": "i", "_cursor_wrapper": "i", "_row_type": "s", "_constructor": "s", "_sql": "s",
+        "_params": "a",
+    },
     peewee.OnConflict: {
         "_action": "s", "_update": "c", "_preserve": "s", "_where": "o",
         "_conflict_target": "s", "_conflict_where": "o", "_conflict_constraint": "s",
@@ -182,6 +191,8 @@ STATEMENTS = frozenset(
         peewee.Delete,
         peewee.ModelInsert,
         peewee.Insert,
+        peewee.ModelRaw,
+        peewee.RawQuery,
     )
 )
 

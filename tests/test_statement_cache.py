@@ -532,11 +532,51 @@ async def test_unknown_nodes_are_compiled_by_peewee(
         query_keys.walk(query)
     assert compiler.lookup(db, query) is None
     assert [author.id for author in await objects.execute(query)] == [1]
-    raw = Author.raw(
-        "SELECT * FROM author WHERE id = %s" if db.param == "%s" else "SELECT * FROM author WHERE id = ?", 1
-    )
+    # A raw query with a parameter that is SQL: peewee writes it after the text.
+    raw = Author.raw(f"SELECT * FROM author WHERE id = {db.param}", SQL("1"))
     with pytest.raises(query_keys.Unkeyable):
         query_keys.walk(raw)
+
+
+def _raw_queries(p: str) -> list[tuple[str, Callable[[int], Any]]]:
+    """Raw queries of each row type, in the parameter style ``p`` of the backend."""
+    return [
+        ("models", lambda k: Author.raw(f"SELECT * FROM author WHERE id <= {p} ORDER BY id", k)),
+        (
+            "dicts",
+            lambda k: Author.raw(f"SELECT name, age FROM author WHERE id > {p} ORDER BY id", k).dicts(),
+        ),
+        (
+            "tuples, two parameters",
+            lambda k: Author.raw(
+                f"SELECT id, name FROM author WHERE id IN ({p}, {p}) ORDER BY id", k, k + 1
+            ).tuples(),
+        ),
+        (
+            "a None parameter",
+            lambda k: Author.raw(f"SELECT id FROM author WHERE age IS NOT NULL OR name = {p}", None).tuples(),
+        ),
+        (
+            "a percent sign in a literal",
+            lambda k: Author.raw(f"SELECT id FROM author WHERE name NOT LIKE '%%z' AND id = {p}", k).tuples(),
+        ),
+        ("no parameter", lambda k: Author.raw("SELECT COUNT(*) FROM author").tuples()),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+async def test_raw_queries_are_keyed(
+    objects: peewee_async.Manager, db: Any, backend: str, data: Any, verify: None, case: int
+) -> None:
+    """``Model.raw(sql, *params)``: text and parameters as peewee sends them, rows as peewee builds them."""
+    name, build = _raw_queries(db.param)[case]
+    for k in (1, 3, 1):
+        found = compiler.lookup(db, build(k))
+        assert found is not None, name
+        assert (found[0], found[1]) == compiler.peewee_compile(db, build(k)), name
+        rows = [graph(row) for row in await objects.execute(build(k))]
+        assert rows == sync(objects, lambda k=k: [graph(row) for row in build(k)]), name
+        assert rows, name
 
 
 async def test_a_changed_table_makes_another_key(objects: peewee_async.Manager, db: Any, data: Any) -> None:
