@@ -133,10 +133,16 @@ def with_defaults(query: Any, filled: list[tuple[Any, Any, Any]]) -> Any:
     rows = query._insert
     if type(rows) is dict:
         copy._insert = {**rows, **{field: value for _, field, value in filled}}
-    else:
-        copy._insert = [dict(row) for row in rows]
-        for index, field, value in filled:
-            copy._insert[index][field] = value
+        return copy
+    # Rows of dicts name each default; rows of tuples take them after their values, in order.
+    made = [dict(row) if type(row) is dict else list(row) for row in rows]
+    for index, field, value in filled:
+        row = made[index]
+        if type(row) is dict:
+            row[field] = value
+        else:
+            row.append(value)
+    copy._insert = made
     return copy
 
 

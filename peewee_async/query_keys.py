@@ -391,9 +391,9 @@ class Walk:
         """``Insert._insert``: one dict of values, a list of dicts or tuples, or a query.
 
         peewee fills a column a row leaves out with the model's default, calling
-        a callable default each time. Rows of dicts, all naming the same
-        columns, take the defaults they leave out as leaves (:meth:`_defaults`);
-        rows of tuples must name every column with a default.
+        a callable default each time. Rows of dicts all naming the same
+        columns, and rows of tuples of the columns named apart, take the
+        defaults they leave out as leaves (:meth:`_defaults`).
         """
         add = self._add
         if isinstance(rows, _Node):
@@ -416,13 +416,15 @@ class Walk:
         first = rows[0]
         if columns:
             width = len(columns)
-            self._check_defaults(columns, node)
+            missing = self._columns_left_out(columns, node)
             add(width)
             for index, row in enumerate(rows):
                 if type(row) not in (list, tuple) or len(row) != width:
                     raise Unkeyable("rows of another length than the columns named")
                 if not self._plain_row(row):
                     self._row_values(row, range(width), node, index)
+                if missing:
+                    self._defaults(missing, node, index, width)
             return
         if type(first) is not dict:
             raise Unkeyable("rows that are not dicts without columns named")
@@ -483,11 +485,41 @@ class Walk:
                 self.node(field)
         return missing
 
-    def _defaults(self, missing: list[Any], node: Any, index: int | None) -> None:
-        """The defaults of the ``missing`` fields for one row (row ``index`` of many, or the one dict)."""
+    def _columns_left_out(self, columns: Any, node: Any) -> list[Any]:
+        """The fields with defaults that an insert's columns named apart leave out, into the key.
+
+        As peewee finds them: its columns (a name read as the table's field), and
+        then each field with a default not among them, in its order of fields.
+        """
+        model = node.__dict__.get("model")
+        defaults = model._meta.defaults if model is not None else None
+        if not defaults:
+            return []
+        table = node.__dict__["table"]
+        seen = set()
+        for column in columns:
+            if isinstance(column, str):
+                column = getattr(table, column, None)
+                if column is None:
+                    raise Unkeyable("a column name the table does not have")
+            seen.add(column)
+        in_order = sorted(defaults, key=lambda field: field._sort_key)
+        missing = [field for field in in_order if field not in seen]
+        if missing:
+            self._add(_DEFAULTS)
+            for field in missing:
+                self.node(field)
+        return missing
+
+    def _defaults(self, missing: list[Any], node: Any, index: int | None, width: int | None = None) -> None:
+        """The defaults of the ``missing`` fields for one row (row ``index`` of many, or the one dict).
+
+        ``width``: the row is a tuple of that many columns, and peewee reads the
+        defaults as the values after them.
+        """
         defaults = node.__dict__["model"]._meta.defaults
         reuse = self._reuse
-        for field in missing:
+        for position, field in enumerate(missing):
             if reuse is not None:
                 value = next(reuse)
             else:
@@ -497,17 +529,11 @@ class Walk:
                 self.filled.append((index, field, value))
             if isinstance(value, _Node) or _is_model(value):
                 raise Unkeyable("a default that is SQL")
-            self._leaf(value, node, "_insert", (field,) if index is None else (index, field))
-
-    def _check_defaults(self, keys: Any, node: Any) -> None:
-        model = node.__dict__.get("model")
-        defaults = model._meta.defaults if model is not None else {}
-        if not defaults:
-            return
-        table = node.__dict__["table"]
-        named = {id(getattr(table, key, None) if type(key) is str else key) for key in keys}
-        if any(id(field) not in named for field in defaults):
-            raise Unkeyable("an insert leaving a column with a default out")
+            if index is None:
+                path: tuple[Any, ...] = (field,)
+            else:
+                path = (index, field if width is None else width + position)
+            self._leaf(value, node, "_insert", path)
 
     def _row_values(self, row: Any, keys: Any, node: Any, index: int | None) -> None:
         """The values of one row to insert (row ``index`` of many, or the one dict)."""
@@ -694,7 +720,10 @@ def _replaced(container: Any, path: tuple[Any, ...], slot: Slot) -> Any:
         copy[head] = _replaced(container[head], rest, slot) if rest else slot
         return copy
     items = list(container)  # a set or range too, in the order the walk saw
-    items[head] = _replaced(items[head], rest, slot) if rest else slot
+    if head == len(items) and not rest:
+        items.append(slot)  # a default after a tuple row's values (Walk._defaults), in order
+    else:
+        items[head] = _replaced(items[head], rest, slot) if rest else slot
     return items if isinstance(container, list) else tuple(items)
 
 

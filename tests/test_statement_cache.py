@@ -742,6 +742,21 @@ DEFAULTED_INSERTS: list[tuple[str, Callable[[int], Any], int]] = [
         lambda k: Stamped.insert_many([{"label": f"c{k}", "note": "given"}]),
         1,
     ),
+    (
+        "tuples of the fields named",
+        lambda k: Stamped.insert_many([(f"t{k}-{i}",) for i in range(2)], fields=[Stamped.label]),
+        2,
+    ),
+    (
+        "tuples naming a default",
+        lambda k: Stamped.insert_many([(f"u{k}", "given")], fields=[Stamped.label, Stamped.kind]),
+        1,
+    ),
+    (
+        "tuples naming the callable by name",
+        lambda k: Stamped.insert_many([[f"s{k}", k], [f"s{k}+", k + 1]], fields=["label", "stamp"]),
+        0,
+    ),
 ]
 
 
