@@ -416,7 +416,7 @@ class Walk:
         first = rows[0]
         if columns:
             width = len(columns)
-            missing = self._columns_left_out(columns, node)
+            missing = self._left_out(node, columns=columns)
             add(width)
             for index, row in enumerate(rows):
                 if type(row) not in (list, tuple) or len(row) != width:
@@ -467,45 +467,38 @@ class Walk:
         add(len(row))
         for key in row:
             self.structure(key)
-        model = node.__dict__.get("model")
-        defaults = model._meta.defaults if model is not None else None
-        if not defaults:
-            return []
-        # As peewee looks a column up in a row: by the field, its name, its column name.
-        missing = [
-            field
-            for field in defaults
-            if field not in row and field.name not in row and field.column_name not in row
-        ]
-        if missing:
-            # In the order peewee calls them: the order of the columns it writes.
-            missing.sort(key=lambda field: field._sort_key)
-            add(_DEFAULTS)
-            for field in missing:
-                self.node(field)
-        return missing
+        return self._left_out(node, row=row)
 
-    def _columns_left_out(self, columns: Any, node: Any) -> list[Any]:
-        """The fields with defaults that an insert's columns named apart leave out, into the key.
+    def _left_out(self, node: Any, row: dict[Any, Any] | None = None, columns: Any = None) -> list[Any]:
+        """The fields with defaults that a dict ``row``, or the ``columns`` named apart, leave out.
 
-        As peewee finds them: its columns (a name read as the table's field), and
-        then each field with a default not among them, in its order of fields.
+        Into the key, in the order peewee calls their defaults (the order of the
+        columns it writes). A row names a field as peewee looks it up: by the
+        field, its name or its column name; of the columns, a name is the
+        table's field of that name.
         """
         model = node.__dict__.get("model")
         defaults = model._meta.defaults if model is not None else None
         if not defaults:
             return []
-        table = node.__dict__["table"]
-        seen = set()
-        for column in columns:
-            if isinstance(column, str):
-                column = getattr(table, column, None)
-                if column is None:
-                    raise Unkeyable("a column name the table does not have")
-            seen.add(column)
-        in_order = sorted(defaults, key=lambda field: field._sort_key)
-        missing = [field for field in in_order if field not in seen]
+        if row is not None:
+            missing = [
+                field
+                for field in defaults
+                if field not in row and field.name not in row and field.column_name not in row
+            ]
+        else:
+            table = node.__dict__["table"]
+            seen = set()
+            for column in columns:
+                if isinstance(column, str):
+                    column = getattr(table, column, None)
+                    if column is None:
+                        raise Unkeyable("a column name the table does not have")
+                seen.add(column)
+            missing = [field for field in defaults if field not in seen]
         if missing:
+            missing.sort(key=lambda field: field._sort_key)
             self._add(_DEFAULTS)
             for field in missing:
                 self.node(field)
