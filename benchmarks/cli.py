@@ -69,6 +69,12 @@ def parser() -> argparse.ArgumentParser:
         help="also show the lowest and highest async/raw ratio of a single round",
     )
     p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="run SQLite unpinned (by default its contenders share one CPU: a trip to the "
+        "connection's thread across CPUs varies by up to 80 microseconds with the scheduler)",
+    )
+    p.add_argument(
         "--profile",
         metavar="WORKLOAD",
         choices=list(WORKLOADS),
@@ -96,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes=sizes_for(args.quick, args.scale, stream_rows),
         rss=not args.no_rss,
         spread=args.spread,
+        pin=not args.no_pin,
     )
     return asyncio.run(_run(plan, args.profile))
 

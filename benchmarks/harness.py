@@ -13,6 +13,7 @@ nothing else has grown the heap first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import gc
 import inspect
@@ -24,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -85,6 +86,8 @@ class Plan:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     #: Also show the lowest and highest async/raw ratio of a single round.
     spread: bool = False
+    #: Run SQLite's contenders on one CPU (see :func:`one_cpu`).
+    pin: bool = True
 
 
 @dataclass
@@ -93,6 +96,32 @@ class Result:
     server: str
     rates: dict[str, dict[str, list[float]]]  # workload -> side -> ops/s of each round
     rss_mb: dict[str, float]  # side -> MB of RSS growth while streaming
+    cpu: int | None = None  # the one CPU the run was pinned to, if it was
+
+
+@contextlib.contextmanager
+def one_cpu(backend: str, plan: Plan) -> Iterator[int | None]:
+    """For SQLite, run this thread and the threads it starts on one CPU; yields that CPU, or ``None``.
+
+    Each SQLite statement is a trip from the event loop to the connection's
+    thread and back, the raw side's as much as peewee-async's. On a virtual
+    machine a wake-up on another CPU costs 20 to 100 microseconds and comes and
+    goes with where the scheduler put the two threads (a raw one-row select
+    took 22 µs a call in one run and 95 in the next), more than the
+    statement; on one CPU the trip is a steady 20. Pinned, the ratio measures
+    the libraries, not the scheduler. Linux only; ``--no-pin`` turns it off.
+    """
+    if backend != "sqlite" or not plan.pin or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    # Pid 0 is the calling thread: the connections' threads, started inside, inherit it.
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def sides_of(backend: str) -> tuple[str, ...]:
@@ -208,6 +237,13 @@ class Bench:
 
 
 async def run_backend(backend: str, plan: Plan, workdir: str) -> Result:
+    with one_cpu(backend, plan) as cpu:
+        result = await _run_rounds(backend, plan, workdir)
+    result.cpu = cpu
+    return result
+
+
+async def _run_rounds(backend: str, plan: Plan, workdir: str) -> Result:
     bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
     bench.create_tables()
     server = bench.server_version()
@@ -306,6 +342,11 @@ def rss_child(backend: str, side: str, workdir: str, rows: int, tag: str) -> flo
 
 async def profile_backend(backend: str, workload: str, plan: Plan, workdir: str, top: int = 25) -> None:
     """Run ``workload`` on peewee-async under cProfile and print the functions that took longest."""
+    with one_cpu(backend, plan):
+        await _profile(backend, workload, plan, workdir, top)
+
+
+async def _profile(backend: str, workload: str, plan: Plan, workdir: str, top: int) -> None:
     bench = Bench(backend, workdir, plan.sizes["stream"], str(os.getpid()))
     bench.create_tables()
     try:
@@ -346,6 +387,8 @@ def _trim_stats(text: str) -> str:
 def format_result(result: Result, plan: Plan) -> str:
     title = f"{BACKENDS[result.backend]}, server {result.server}"
     pool = "1 connection" if result.backend == "sqlite" else "pool of 10"
+    if result.cpu is not None:
+        pool += f", on CPU {result.cpu} alone"
     sides = sides_of(result.backend)
     reference = REFERENCES.get(result.backend)
     # A backend with a reference has its raw side's rate as a fourth figure and

@@ -118,6 +118,11 @@ class Pool:
         self._open: set[ConnectionHolder] = set()
         # A slot is held by each connection handed out, and by each being opened.
         self._slots = asyncio.Semaphore(max_size)
+        # The tasks waiting in acquire() now, and the one timer that ends the
+        # waits whose acquire_timeout has run out (see _start_wait).
+        self._waits: set[_Wait] = set()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_due = 0.0
         self._opening = 0
         self._closing = False
         self._all_back = asyncio.Event()
@@ -200,28 +205,71 @@ class Pool:
             )
         slots = self._slots
         connecting = False
+        wait = self._start_wait()
         try:
-            # asyncio.timeout adds no task in between: once a connection is ours,
-            # no cancellation can lose it.
-            async with asyncio.timeout(self.acquire_timeout):
-                await slots.acquire()
-                try:
-                    if self._free:
-                        return self._free.pop()
-                    connecting = True
-                    return await self._connect()
-                except BaseException:
-                    slots.release()
-                    raise
-        except TimeoutError:
-            if connecting:
-                # The pool had room for a new connection: the wait was for it to open.
-                raise mark_unreachable(self._connect_timeout_error()) from None
-            raise self._timeout_error() from None
-        except peewee.OperationalError as exc:
-            if not connecting:
+            await slots.acquire()
+            try:
+                if self._free:
+                    return self._free.pop()
+                connecting = True
+                return await self._connect()
+            except BaseException:
+                slots.release()
                 raise
-            raise mark_unreachable(type(exc)(self.database.connect_error_message(exc))) from exc
+        except BaseException as exc:
+            # A driver's own connect timeout (asyncpg's) counts as the pool's.
+            expired = wait is not None and wait.expired and wait.timed_out(exc)
+            if expired or isinstance(exc, TimeoutError):
+                if connecting:
+                    # The pool had room for a new connection: the wait was for it to open.
+                    raise mark_unreachable(self._connect_timeout_error()) from None
+                raise self._timeout_error() from None
+            if connecting and isinstance(exc, peewee.OperationalError):
+                raise mark_unreachable(type(exc)(self.database.connect_error_message(exc))) from exc
+            raise
+        finally:
+            if wait is not None:
+                self._waits.discard(wait)
+
+    # -- the acquire timeout -----------------------------------------------
+    #
+    # Under load most acquires wait, and an ``asyncio.timeout`` per wait (a
+    # timer armed, rescheduled and cancelled) cost more than the rest of the
+    # wait. Every wait of a pool has the same timeout, so one timer does for
+    # all of them: it fires at the earliest deadline of the tasks waiting then,
+    # cancels those whose time is up, as ``asyncio.timeout`` would, and is armed
+    # again for the next earliest. A wait that ends in time only leaves the set.
+    # The cancellation comes out of the same ``await`` as ``asyncio.timeout``'s
+    # would, so a slot given to a task cancelled meanwhile goes to the next one
+    # (``asyncio.Semaphore`` sees to that) and no connection is lost.
+
+    def _start_wait(self) -> _Wait | None:
+        """Note that the running task waits for a connection, until ``acquire_timeout`` from now."""
+        if self.acquire_timeout is None:
+            return None
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - acquire() always runs in a task
+            raise RuntimeError("acquire() must run in an asyncio task")
+        wait = _Wait(task, self.loop.time() + self.acquire_timeout)
+        self._waits.add(wait)
+        if self._expiry is None or wait.deadline < self._expiry_due:
+            self._arm_expiry(wait.deadline)
+        return wait
+
+    def _arm_expiry(self, due: float) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_due = due
+        self._expiry = self.loop.call_at(due, self._expire, due)
+
+    def _expire(self, due: float) -> None:
+        """End the waits whose deadline is ``due`` or earlier; arm the timer for the next one."""
+        self._expiry = None
+        for wait in [wait for wait in self._waits if wait.deadline <= due]:
+            self._waits.discard(wait)
+            wait.expire()
+        if self._waits:
+            self._arm_expiry(min(wait.deadline for wait in self._waits))
 
     def _timeout_error(self) -> PoolTimeout:
         return PoolTimeout(
@@ -614,6 +662,33 @@ async def _quietly(closing: Awaitable[None]) -> None:
         await closing
     except Exception:
         logger.debug("Closing a connection failed", exc_info=True)
+
+
+class _Wait:
+    """One task waiting in :meth:`Pool.acquire`, and its deadline."""
+
+    __slots__ = ("task", "deadline", "cancelling", "expired")
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+        self.task = task
+        self.deadline = deadline
+        # Cancellations already asked of the task: told apart from the pool's.
+        self.cancelling = task.cancelling()
+        self.expired = False
+
+    def expire(self) -> None:
+        """The deadline has come: cancel the task, in the ``await`` it waits at."""
+        self.expired = True
+        self.task.cancel()
+
+    def timed_out(self, exc: BaseException) -> bool:
+        """Whether the wait ended by :meth:`expire` and nothing else (``asyncio.timeout``'s rule).
+
+        The task's cancellation is taken back; a cancellation asked by anyone
+        else meanwhile stays, and ``exc`` goes on as it is.
+        """
+        self.expired = False
+        return self.task.uncancel() <= self.cancelling and isinstance(exc, asyncio.CancelledError)
 
 
 class _TimedOut(Exception):

@@ -167,3 +167,61 @@ async def test_waiter_timing_out_does_not_lose_a_connection(backend: str) -> Non
             await assert_no_leaks(db)
     finally:
         await db.close_async()
+
+
+async def test_each_waiter_has_its_own_acquire_timeout(backend: str) -> None:
+    """One pool timer ends every wait at its own deadline, and no other.
+
+    Waiters that start apart time out apart; one served in time keeps its
+    connection past its old deadline; one cancelled by its caller ends
+    cancelled, and the others still time out.
+    """
+    _require_server(BACKENDS[backend][0])
+    timeout = 0.3
+    db = make_database(backend, acquire_timeout=timeout)
+    try:
+        await db.connect_async()
+        pool = db.pool
+        assert pool is not None
+        held = [await pool.acquire() for _ in range(pool.max_size)]
+
+        async def wait_for_one() -> float:
+            started = time.monotonic()
+            with pytest.raises(peewee_async.PoolTimeout):
+                await pool.acquire()
+            return time.monotonic() - started
+
+        waits_over = asyncio.Event()
+
+        async def served_then_kept() -> None:
+            conn = await pool.acquire()
+            try:
+                # Until the others have timed out, well past the deadline its
+                # own wait had: nothing cancels it now.
+                await waits_over.wait()
+            finally:
+                pool.release(conn)
+
+        async with asyncio.timeout(10):  # a wait the timer forgot fails here, not hangs
+            served = asyncio.ensure_future(served_then_kept())
+            await asyncio.sleep(0.05)
+            pool.release(held.pop())  # served is first in line: it gets this one
+            first = asyncio.ensure_future(wait_for_one())
+            cancelled = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(timeout / 2)
+            second = asyncio.ensure_future(wait_for_one())
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            waited = await asyncio.gather(first, second)
+            waits_over.set()
+            await served
+        assert all(timeout <= elapsed < timeout + 0.25 for elapsed in waited), waited
+        assert not pool._waits
+        for conn in held:
+            pool.release(conn)
+        await assert_no_leaks(db)
+        assert pool.freesize == pool.size
+    finally:
+        await db.close_async()
