@@ -217,6 +217,22 @@ async def test_connection_is_in_use_only_while_the_query_runs(db, backend):
 # -- connect / close -----------------------------------------------------------
 
 
+async def test_a_running_statement_leaves_the_process_idle(db, backend):
+    """While the server runs a statement, the event loop sleeps until the answer comes.
+
+    A driver that polled for it instead (psycopg 3 waited so, given no
+    interval) would keep a CPU busy for as long as the statement runs.
+    """
+    seconds = 0.5
+    await db.execute_sql_async("SELECT 1")  # connected, the server version read
+    cpu, wall = time.process_time(), time.monotonic()
+    await db.execute_sql_async(sleep_sql(backend, seconds))
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    assert wall >= seconds
+    # Every thread of the process counts (SQLite's connection thread too).
+    assert cpu < 0.1 * wall, f"{cpu:.3f} s of CPU while waiting {wall:.3f} s for the server"
+
+
 async def test_manager_connect_close_and_is_connected(db, objects):
     assert not objects.is_connected
     assert db.pool is None

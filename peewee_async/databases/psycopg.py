@@ -10,6 +10,7 @@ as psycopg2 does and reads bytea as psycopg2's memoryview.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -84,6 +85,10 @@ if psycopg is not None:
         def quote(self, obj: Any) -> Any:
             return self._bytes.quote(bytes(obj.adapted))
 
+    #: How often psycopg's own AsyncConnection.wait() looks up from a wait (it
+    #: checks its timeout then), taken from its signature.
+    _WAIT_INTERVAL: float = inspect.signature(psycopg.AsyncConnection.wait).parameters["interval"].default
+
     class _Connection(psycopg.AsyncConnection):  # type: ignore[name-defined,misc]
         """psycopg's connection, except that a cancelled await closes it at once.
 
@@ -95,9 +100,14 @@ if psycopg is not None:
         stops a statement on the server.
         """
 
-        async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        async def wait(self, gen: Any, interval: float = _WAIT_INTERVAL, timeout: float | None = None) -> Any:
+            # The interval is psycopg's own: waiting with none (wait_async's
+            # default, 0) wakes the event loop at every turn until the answer
+            # comes, which kept a CPU busy for as long as each statement ran.
             try:
-                return await psycopg_waiting.wait_async(gen, self.pgconn.socket, *args, **kwargs)
+                return await psycopg_waiting.wait_async(
+                    gen, self.pgconn.socket, interval=interval, timeout=timeout
+                )
             except asyncio.CancelledError:
                 self.pgconn.finish()
                 raise
