@@ -85,9 +85,13 @@ if psycopg is not None:
         def quote(self, obj: Any) -> Any:
             return self._bytes.quote(bytes(obj.adapted))
 
-    #: How often psycopg's own AsyncConnection.wait() looks up from a wait (it
-    #: checks its timeout then), taken from its signature.
-    _WAIT_INTERVAL: float = inspect.signature(psycopg.AsyncConnection.wait).parameters["interval"].default
+    def _wait_interval() -> float:
+        """How often psycopg's ``AsyncConnection.wait()`` looks up from a wait: its default, else 0.1 s."""
+        interval = inspect.signature(psycopg.AsyncConnection.wait).parameters.get("interval")
+        default = getattr(interval, "default", None)
+        return float(default) if isinstance(default, int | float) and default > 0 else 0.1
+
+    _WAIT_INTERVAL = _wait_interval()
 
     class _Connection(psycopg.AsyncConnection):  # type: ignore[name-defined,misc]
         """psycopg's connection, except that a cancelled await closes it at once.
