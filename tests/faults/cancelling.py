@@ -140,6 +140,16 @@ async def assert_no_leaks(db: peewee_async.AsyncDatabase) -> None:
         assert pool.used == 0, f"{pool.used} connection(s) in use after a plain query"
 
 
+async def give_back_all(db: peewee_async.AsyncDatabase, held: list[Any]) -> None:
+    """Give the connections ``held`` back to the pool; then nothing leaked, and every connection is free."""
+    pool = db.pool
+    assert pool is not None
+    for conn in held:
+        pool.release(conn)
+    await assert_no_leaks(db)
+    assert pool.freesize == pool.size
+
+
 async def wait_for_no_server_transactions(db: peewee_async.AsyncDatabase) -> None:
     """Wait (up to SERVER_CATCH_UP seconds) until the server shows none of our sessions in a transaction."""
     deadline = time.monotonic() + SERVER_CATCH_UP

@@ -22,6 +22,7 @@ from .cancelling import (
     Outcome,
     assert_no_leaks,
     cancel_at_every_step,
+    give_back_all,
     run_and_cancel_after,
     server_statements,
     server_transactions,
@@ -389,10 +390,7 @@ async def test_cancelled_waiter_does_not_lose_a_connection(backend: str) -> None
                 pass
             # The second gets the freed connection, well before acquire_timeout.
             pool.release(await second)
-            for conn in held:
-                pool.release(conn)
-            await assert_no_leaks(db)
-            assert pool.freesize == pool.size
+            await give_back_all(db, held)
     finally:
         await db.close_async()
 

@@ -14,7 +14,7 @@ from peewee_async.cursor import FetchedCursor
 
 from ..conftest import BACKENDS, POOLED, _require_server, make_database
 from ..models import ALL_MODELS, NaturalKeyModel, TestModel, TestModelAlpha, TestModelBeta
-from .cancelling import assert_no_leaks
+from .cancelling import assert_no_leaks, give_back_all
 
 TASKS = 2000
 POOL_SIZE = 10
@@ -219,9 +219,6 @@ async def test_each_waiter_has_its_own_acquire_timeout(backend: str) -> None:
             await served
         assert all(timeout <= elapsed < timeout + 0.25 for elapsed in waited), waited
         assert not pool._waits
-        for conn in held:
-            pool.release(conn)
-        await assert_no_leaks(db)
-        assert pool.freesize == pool.size
+        await give_back_all(db, held)
     finally:
         await db.close_async()
