@@ -9,22 +9,27 @@ one initialized wrapper per shape and builds each result's rows with it.
 Model rows get code of their own, written for the shape:
 
 * a select of one plain model: :func:`~peewee_async.shapes.row_builder`;
+* a select of one model with other values beside its fields
+  (``select(User, fn.COUNT(Tweet.id).alias("n"))``): the fields' values in
+  ``__data__``, the others plain attributes of the instance (``user.n``);
 * a select of joined models (``select(Tweet, User).join(User)``): one
-  instance per model (or alias) as peewee makes them, each column stored into
-  its ``__data__``, the joined instances assigned through the model's own
-  attribute (``tweet.user = user``, as peewee does). A row where a joined
-  model has no value at all (a LEFT OUTER join that found nothing) is built by
-  peewee's wrapper itself: that is where peewee's versions differ.
+  instance per model (or alias) as peewee makes them, each field's column
+  stored into its ``__data__`` and any other column a plain attribute, the
+  joined instances assigned through the model's own attribute
+  (``tweet.user = user``, as peewee does). A row where a joined model has no
+  value at all (a LEFT OUTER join that found nothing) is built by peewee's
+  wrapper itself: that is where peewee's versions differ.
 
 So do ``.dicts()``, ``.tuples()`` and ``.namedtuples()`` of a model select:
 one dict or tuple display per row, in the order and with the converters of
-the initialized wrapper. Anything else (``objects()``, models with columns
-that are not fields, selects without a model) goes through the initialized
-wrapper's ``process_row``: peewee's own code, minus ``initialize()``.
+the initialized wrapper. Anything else (``objects()``, a value named as a
+property or accessor of the model, selects without a model) goes through the
+initialized wrapper's ``process_row``: peewee's own code, minus ``initialize()``.
 """
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +42,7 @@ from .cursor import FetchedCursor
 _Field = peewee.Field
 _ModelSelect: Any = peewee.ModelSelect
 _ModelCursorWrapper: Any = peewee.ModelCursorWrapper
+_ModelObjectCursorWrapper: Any = peewee.ModelObjectCursorWrapper
 _ModelDictCursorWrapper: Any = peewee.ModelDictCursorWrapper
 _ModelTupleCursorWrapper: Any = peewee.ModelTupleCursorWrapper
 _ModelNamedTupleCursorWrapper: Any = peewee.ModelNamedTupleCursorWrapper
@@ -86,8 +92,10 @@ def _model_builder(query: Any, wrapper: Any) -> Callable[[Rows], list[Any]] | No
     single = shapes.select_row_builder_for(query)
     if single is not None:
         return single
-    if type(wrapper) is _ModelCursorWrapper:
+    if kind is _ModelCursorWrapper:
         return _join_builder(wrapper)
+    if kind is _ModelObjectCursorWrapper:
+        return _object_builder(wrapper)
     return None
 
 
@@ -117,27 +125,83 @@ def _unpacked(converters: Sequence[Any], namespace: dict[str, Any]) -> list[str]
     return lines
 
 
-def _dict_builder(wrapper: Any) -> Callable[[Rows], list[Any]]:
-    """``.dicts()`` of a model select: the dict peewee's ``ModelDictCursorWrapper`` makes.
+def _dict_keys(wrapper: Any) -> tuple[Sequence[str], list[int]]:
+    """The keys of the dict peewee's ``ModelDictCursorWrapper`` makes of a row, and its columns in order.
 
     peewee 4 names duplicated columns apart and sets the columns without a
     converter first; peewee 3.17 keeps the first of duplicated columns, in
-    column order. A dict display in that same order gives the same dict.
+    column order.
     """
-    namespace: dict[str, Any] = {}
     if hasattr(wrapper, "unique_columns"):  # peewee 4
-        columns = wrapper.unique_columns
-        order = [*wrapper.no_convert, *wrapper.convert]
-    else:
-        columns = wrapper.columns
-        seen: set[str] = set()
-        order = []
-        for index, column in enumerate(columns):
-            if column not in seen:
-                seen.add(column)
-                order.append(index)
+        return wrapper.unique_columns, [*wrapper.no_convert, *wrapper.convert]
+    columns = wrapper.columns
+    seen: set[str] = set()
+    order = []
+    for index, column in enumerate(columns):
+        if column not in seen:
+            seen.add(column)
+            order.append(index)
+    return columns, order
+
+
+def _dict_builder(wrapper: Any) -> Callable[[Rows], list[Any]]:
+    """``.dicts()`` of a model select: a dict display with peewee's keys in peewee's order gives its dict."""
+    namespace: dict[str, Any] = {}
+    columns, order = _dict_keys(wrapper)
     items = ", ".join(f"{columns[index]!r}: v{index}" for index in order)
     return _compile([*_unpacked(wrapper.converters, namespace), f"append({{{items}}})"], namespace, "dict")
+
+
+def _object_builder(wrapper: Any) -> Callable[[Rows], list[Any]] | None:
+    """Instances of a one-model select with other values beside its fields (``fn.COUNT(...).alias("n")``).
+
+    peewee's ``ModelObjectCursorWrapper`` makes the row's dict (the one
+    ``.dicts()`` gives) and passes it to the model as keyword arguments: a
+    field's value goes to ``__data__`` through the field's accessor, any other
+    value becomes a plain attribute of the instance. ``None`` where a name
+    would reach anything else (a property, another field's accessor).
+    """
+    model = wrapper.constructor
+    if not wrapper.is_model or not shapes.plain_model(model):
+        return None
+    columns, order = _dict_keys(wrapper)
+    data: list[str] = []
+    attributes: list[str] = []
+    for index in order:
+        name = columns[index]
+        if name in model._meta.fields:
+            data.append(f"{name!r}: v{index}")
+        elif free_attribute(model, name):
+            attributes.append(f"instance.{name} = v{index}")
+        else:
+            return None
+    namespace: dict[str, Any] = {"new": object.__new__, "model": model}
+    lines = [
+        *_unpacked(wrapper.converters, namespace),
+        "instance = new(model)",
+        f"instance.__data__ = {{{', '.join(data)}}}",
+        "instance._dirty = set()",
+        "instance.__rel__ = {}",
+        *attributes,
+        "append(instance)",
+    ]
+    return _compile(lines, namespace, f"object of {model.__name__}")
+
+
+def free_attribute(model: Any, name: str) -> bool:
+    """Whether ``setattr(instance, name, value)`` on a ``model`` instance only stores a plain attribute.
+
+    That is a name the model's classes define as nothing that takes the
+    assignment itself (a field's accessor, a property): a new name, a method
+    or a backref's accessor, which the instance's own attribute then hides,
+    as it does with peewee's wrapper. Not the names peewee keeps an
+    instance's state in (they start with ``_``); written in ASCII, as peewee 4
+    reads them.
+    """
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name.startswith("_"):
+        return False
+    defined = next((klass.__dict__[name] for klass in model.__mro__ if name in klass.__dict__), None)
+    return not (hasattr(type(defined), "__set__") or hasattr(type(defined), "__delete__"))
 
 
 def _tuple_builder(wrapper: Any, named: bool) -> Callable[[Rows], list[Any]]:
@@ -162,33 +226,52 @@ def _join_builder(wrapper: Any) -> Callable[[Rows], list[Any]] | None:
     column_keys = wrapper.column_keys
     fields = wrapper.fields
     columns = wrapper.columns
-    for key, field, column in zip(column_keys, fields, columns, strict=True):
-        if not isinstance(field, _Field) or key not in models:
+    attributes: set[int] = set()  # columns that are not fields: plain attributes, set as peewee sets them
+    for index, (key, field, column) in enumerate(zip(column_keys, fields, columns, strict=True)):
+        if key not in models:
+            return None
+        if field is None and free_attribute(models[key], column):
+            attributes.add(index)
+            continue
+        if not isinstance(field, _Field):
             return None
         # The column stored under the field's own name (not an alias of the query's).
         own = field.field if isinstance(field, peewee.FieldAlias) else field
         if models[key]._meta.fields.get(column) is not own or not column.isidentifier():
             return None
-    joins = [(item[0], item[1], item[2]) for item in wrapper.src_to_dest]
     selected = set(column_keys)
-    for src, attr, dest in joins:
-        # A joined model none of whose columns is selected: peewee's versions
-        # treat it differently; its wrapper decides.
+    joins = []
+    for src, attr, dest, *_ in wrapper.src_to_dest:
+        if dest not in selected and not wrapper.joins.get(dest):
+            # Joined only to filter or count by (``join(Tweet).group_by(User)``):
+            # no column of it and no join from it, so peewee assigns nothing.
+            continue
+        # A joined model none of whose columns is selected, with joins of its
+        # own: peewee's versions treat it differently; its wrapper decides.
         if src not in models or dest not in selected or not isinstance(attr, str):
             return None
+        joins.append((src, attr, dest))
     if wrapper.model not in models:
         return None
-    return _compile_join_builder(wrapper, keys, models, joins)
+    # The instances a row is made of: the joins' unselected ends are not.
+    joined = {key for src, _, dest in joins for key in (src, dest)}
+    keys = [key for key in keys if key in selected or key in joined or key is wrapper.model]
+    return _compile_join_builder(wrapper, keys, {key: models[key] for key in keys}, joins, attributes)
 
 
 def _compile_join_builder(
-    wrapper: Any, keys: list[Any], models: dict[Any, Any], joins: list[tuple[Any, str, Any]]
+    wrapper: Any,
+    keys: list[Any],
+    models: dict[Any, Any],
+    joins: list[tuple[Any, str, Any]],
+    attributes: set[int],
 ) -> Callable[[Rows], list[Any]]:
     """The code of :func:`_join_builder`, written out for this shape.
 
     Instance ``i<k>`` is of key number ``k``; value ``v<c>`` of column ``c``,
-    converted by ``c<c>``. A row takes peewee's own path (``slow(row)``) when
-    a joined instance would have no value at all.
+    converted by ``c<c>``; the columns numbered in ``attributes`` are set as
+    plain attributes, the others stored in ``__data__``. A row takes peewee's
+    own path (``slow(row)``) when a joined instance would have no value at all.
     """
     number = {key: index for index, key in enumerate(keys)}
     namespace: dict[str, Any] = {"new": object.__new__, "slow": wrapper.process_row}
@@ -219,11 +302,14 @@ def _compile_join_builder(
         if converter is not None:
             lines.append(f"    {shapes.conversion(f'v{column_index}', column_index, converter, namespace)}")
     for index in number.values():
-        data = ", ".join(f"{wrapper.columns[c]!r}: v{c}" for c in columns_of[index])
+        data = ", ".join(f"{wrapper.columns[c]!r}: v{c}" for c in columns_of[index] if c not in attributes)
         lines.append(f"    i{index} = new(m{index})")
         lines.append(f"    i{index}.__data__ = {{{data}}}")
         lines.append(f"    i{index}._dirty = set()")
         lines.append(f"    i{index}.__rel__ = {{}}")
+        for c in columns_of[index]:
+            if c in attributes:
+                lines.append(f"    i{index}.{wrapper.columns[c]} = v{c}")
     dirtied: set[int] = set()
     for src, attr, dest in joins:
         target = _plain_foreign_key(models[src], attr, models[dest])

@@ -96,10 +96,12 @@ def sync(objects: peewee_async.Manager, call: Callable[[], Any]) -> Any:
 
 
 def graph(row: Any) -> Any:
-    """A model row as plain data: its fields and the related instances it holds."""
+    """A model row as plain data: its fields, the related instances and the other attributes it holds."""
     if isinstance(row, peewee.Model):
         related = {name: graph(value) for name, value in row.__rel__.items()}
-        return (type(row).__name__, dict(row.__data__), related, sorted(row._dirty))
+        state = ("__data__", "_dirty", "__rel__")
+        others = {name: graph(value) for name, value in vars(row).items() if name not in state}
+        return (type(row).__name__, dict(row.__data__), related, sorted(row._dirty), others)
     if isinstance(row, tuple) and hasattr(row, "_fields"):
         return (row._fields, tuple(row))
     return row
@@ -278,6 +280,32 @@ SELECTS: list[tuple[str, Callable[[int], Any]]] = [
         ),
     ),
     ("model instance compared", lambda k: None),  # built in the test, of the authors made
+    (
+        "model with an expression",
+        lambda k: Author.select(Author, (Author.age + k).alias("later")).order_by(Author.id),
+    ),
+    ("annotated count", lambda k: _post_counts(k)),
+    (
+        "join with an expression",
+        lambda k: (
+            Post.select(Post, Author, (Post.score * k).alias("weighted"))
+            .join(Author)
+            .where(Post.score > k)
+            .order_by(Post.id)
+        ),
+    ),
+    (
+        "value named as a method",
+        lambda k: Author.select(Author.id, fn.LOWER(Author.name).alias("save")).where(Author.id > k),
+    ),
+    (
+        "value named as a foreign key's id",
+        lambda k: Post.select(Post.id, fn.ABS(Post.author).alias("author_id")).where(Post.id > k),
+    ),
+    (
+        "value named as a field",
+        lambda k: Author.select(Author.id, fn.UPPER(Author.name).alias("name")).where(Author.id > k),
+    ),
     ("paginate", lambda k: Post.select().order_by(Post.id).paginate(1 + k % 3, 4)),
     ("get of a query", lambda k: Author.select().where(Author.name == f"a{k % 5}").limit(1)),
 ]
@@ -294,6 +322,17 @@ def _cte(k: int) -> Any:
         .with_cte(cte)
         .order_by(Author.id)
         .tuples()
+    )
+
+
+def _post_counts(k: int) -> Any:
+    """Authors with the number of their posts: an everyday annotated select (a LEFT OUTER join, GROUP BY)."""
+    return (
+        Author.select(Author, fn.COUNT(Post.id).alias("posts"))
+        .join(Post, JOIN.LEFT_OUTER, on=Post.author)
+        .where(Author.id > k % 2)
+        .group_by(Author)
+        .order_by(Author.id)
     )
 
 
@@ -626,6 +665,30 @@ async def test_verification_of_rows_fails_on_a_difference(
     with pytest.raises(compiler.VerificationError, match="differs from peewee"):
         await objects.execute(Post.select(Post, Author).join(Author).where(Post.id == 3))
     db.statement_cache.clear()
+
+
+#: Model rows built by code written for their shape, and those left to peewee's wrapper.
+GENERATED_ROWS = [
+    "join models",
+    "aliased join",
+    "model with an expression",
+    "annotated count",
+    "join with an expression",
+    "value named as a field",
+    "value named as a method",
+]
+PEEWEE_ROWS = ["value named as a foreign key's id", "join objects"]
+
+
+@pytest.mark.parametrize("name", GENERATED_ROWS + PEEWEE_ROWS)
+async def test_who_builds_the_rows(objects: peewee_async.Manager, db: Any, data: Any, name: str) -> None:
+    """Model rows get generated code, unless a value's name is a property or accessor of the model."""
+    build = dict(SELECTS)[name]
+    await objects.execute(build(1))
+    found = compiler.lookup(db, build(2))
+    assert found is not None and found[2].rows is not None, name
+    generated = found[2].rows.build.__code__.co_filename.startswith("<peewee_async")
+    assert generated == (name in GENERATED_ROWS), name
 
 
 class Unique(peewee.Model):
