@@ -10,8 +10,9 @@ Model rows get code of their own, written for the shape:
 
 * a select of one plain model: :func:`~peewee_async.shapes.row_builder`;
 * a select of one model with other values beside its fields
-  (``select(User, fn.COUNT(Tweet.id).alias("n"))``): the fields' values in
-  ``__data__``, the others plain attributes of the instance (``user.n``);
+  (``select(User, fn.COUNT(Tweet.id).alias("n"))``), ``.objects()``, a raw
+  query or a compound select of a model: the fields' values in ``__data__``,
+  the others plain attributes of the instance (``user.n``);
 * a select of joined models (``select(Tweet, User).join(User)``): one
   instance per model (or alias) as peewee makes them, each field's column
   stored into its ``__data__`` and any other column a plain attribute, the
@@ -22,8 +23,8 @@ Model rows get code of their own, written for the shape:
 
 So do ``.dicts()``, ``.tuples()`` and ``.namedtuples()`` of a model select:
 one dict or tuple display per row, in the order and with the converters of
-the initialized wrapper. Anything else (``objects()``, a value named as a
-property or accessor of the model, selects without a model) goes through the
+the initialized wrapper. Anything else (``objects(constructor)``, a value
+named as a property or accessor of the model, selects without a model) goes through the
 initialized wrapper's ``process_row``: peewee's own code, minus ``initialize()``.
 """
 
@@ -87,15 +88,14 @@ def _model_builder(query: Any, wrapper: Any) -> Callable[[Rows], list[Any]] | No
         return _dict_builder(wrapper)
     if kind is _ModelTupleCursorWrapper or kind is _ModelNamedTupleCursorWrapper:
         return _tuple_builder(wrapper, named=kind is _ModelNamedTupleCursorWrapper)
-    if type(query) is not _ModelSelect or query._row_type not in (None, peewee.ROW.MODEL):
-        return None
-    single = shapes.select_row_builder_for(query)
-    if single is not None:
-        return single
-    if kind is _ModelCursorWrapper:
-        return _join_builder(wrapper)
     if kind is _ModelObjectCursorWrapper:
-        return _object_builder(wrapper)
+        # A select of one model (the plain one by its leaner code), .objects(),
+        # a raw query or a compound select of a model: the wrapper's state is all
+        # its process_row reads.
+        single = shapes.select_row_builder_for(query)
+        return single if single is not None else _object_builder(wrapper)
+    if kind is _ModelCursorWrapper and type(query) is _ModelSelect:
+        return _join_builder(wrapper)
     return None
 
 

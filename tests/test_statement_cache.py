@@ -255,6 +255,16 @@ SELECTS: list[tuple[str, Callable[[int], Any]]] = [
             Post.select(Post.id, Author.name).join(Author).where(Post.score > k).order_by(Post.id).objects()
         ),
     ),
+    (
+        "join objects, a name twice",
+        lambda k: (
+            Post.select(Post.id, Post.title, Author.id, Author.name)
+            .join(Author)
+            .where(Post.score > k)
+            .order_by(Post.id)
+            .objects()
+        ),
+    ),
     ("left outer join with None", lambda k: _editors(k)),
     ("aliased join", lambda k: _aliased(k)),
     (
@@ -600,10 +610,18 @@ def _raw_queries(p: str) -> list[tuple[str, Callable[[int], Any]]]:
             lambda k: Author.raw(f"SELECT id FROM author WHERE name NOT LIKE '%%z' AND id = {p}", k).tuples(),
         ),
         ("no parameter", lambda k: Author.raw("SELECT COUNT(*) FROM author").tuples()),
+        (
+            "models with a count",
+            lambda k: Author.raw(
+                "SELECT a.*, (SELECT COUNT(*) FROM post AS p WHERE p.author_id = a.id) AS posts "
+                f"FROM author AS a WHERE a.id <= {p} ORDER BY a.id",
+                k,
+            ),
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 async def test_raw_queries_are_keyed(
     objects: peewee_async.Manager, db: Any, backend: str, data: Any, verify: None, case: int
 ) -> None:
@@ -616,6 +634,10 @@ async def test_raw_queries_are_keyed(
         rows = [graph(row) for row in await objects.execute(build(k))]
         assert rows == sync(objects, lambda k=k: [graph(row) for row in build(k)]), name
         assert rows, name
+    if name.startswith("models"):
+        found = compiler.lookup(db, build(1))
+        assert found is not None and found[2].rows is not None
+        assert found[2].rows.build.__code__.co_filename.startswith("<peewee_async"), "rows built by peewee"
 
 
 async def test_a_changed_table_makes_another_key(objects: peewee_async.Manager, db: Any, data: Any) -> None:
@@ -676,8 +698,11 @@ GENERATED_ROWS = [
     "join with an expression",
     "value named as a field",
     "value named as a method",
+    "join objects",
+    "join objects, a name twice",
+    "UNION",
 ]
-PEEWEE_ROWS = ["value named as a foreign key's id", "join objects"]
+PEEWEE_ROWS = ["value named as a foreign key's id"]
 
 
 @pytest.mark.parametrize("name", GENERATED_ROWS + PEEWEE_ROWS)
