@@ -159,7 +159,11 @@ def built_rows(
 
 def _keep(query: Any, cursor: FetchedCursor, rows: list[Any]) -> list[Any]:
     """``rows`` of ``query``, kept in its cursor wrapper, filled, for iterating the query later."""
-    wrapper = query._get_cursor_wrapper(cursor)
+    return _kept(query, query._get_cursor_wrapper(cursor), rows)
+
+
+def _kept(query: Any, wrapper: Any, rows: list[Any]) -> list[Any]:
+    """``rows`` of ``query``, kept in its cursor ``wrapper``, filled, for iterating the query later."""
     wrapper.row_cache = rows
     wrapper.count = len(rows)
     wrapper.populated = True
@@ -213,8 +217,16 @@ def prepare_insert(database: AsyncDatabase, query: Any) -> None:
 
 async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
     """``_WriteQuery._execute`` and ``handle_result``: a row count, a key, or returned rows."""
+    found = None
     try:
-        cursor = await database._execute(Intent.WRITE, query)
+        if query._returning:
+            # Its rows (the keys of an insert_many, RETURNING's columns) are built
+            # by the shape's row plan, as a select's are.
+            found = compiler.lookup(database, query)
+        if found is None:
+            cursor = await database._execute(Intent.WRITE, query)
+        else:
+            cursor = await database._execute(Intent.WRITE, found[0], found[1])
     except peewee.Insert.DefaultValuesException:
         return None  # peewee's answer for an insert with nothing to insert
     if not query._returning:
@@ -222,7 +234,9 @@ async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
     wrapper = query._get_cursor_wrapper(cursor)
     query._cursor_wrapper = wrapper
     result = query.handle_result(database, wrapper)
-    if result is wrapper:
+    if result is not wrapper:
+        return result
+    if found is None:
         wrapper.fill_cache()
         return list(wrapper.row_cache)
-    return result
+    return _kept(query, wrapper, built_rows(query, cursor, found[2]))
