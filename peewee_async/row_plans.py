@@ -24,8 +24,9 @@ Model rows get code of their own, written for the shape:
 So do ``.dicts()``, ``.tuples()`` and ``.namedtuples()`` of a model select:
 one dict or tuple display per row, in the order and with the converters of
 the initialized wrapper. Anything else (``objects(constructor)``, a value
-named as a property or accessor of the model, selects without a model) goes through the
-initialized wrapper's ``process_row``: peewee's own code, minus ``initialize()``.
+named as a property or accessor of the model, selects without a model) goes
+through the initialized wrapper's ``process_row``: peewee's own code, minus
+``initialize()``.
 """
 
 from __future__ import annotations
