@@ -119,22 +119,36 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
             "`await objects.prefetch(query, RelatedModel)` instead."
         )
     intent = Intent.READ if database._replicas is None else read_intent(query)
-    found = compiler.lookup(database, query)
-    if found is not None:
-        sql, params, shape = found
-        cursor = await database._execute(intent, sql, params)
-        return _keep(query, cursor, built_rows(query, cursor, shape))
-    if database.server_version is None:
+    compiled = _compiled(database, query)
+    if compiled is None:
         cursor = await database._execute(intent, query)  # compiled once the pool is open
     else:
-        # No reusable shape: peewee compiles it, without a second walk in compile_query.
-        sql, params = compiler.peewee_compile(database, query)
+        sql, params, shape = compiled
         cursor = await database._execute(intent, sql, params)
+        if shape is not None:
+            return _keep(query, cursor, built_rows(query, cursor, shape))
     build = shapes.select_row_builder(database, query)
     if build is None:
         return _fill(query, cursor)
     # A plain model select: the same instances as peewee's wrapper makes, made directly.
     return _keep(query, cursor, build(cursor.rows))
+
+
+def _compiled(database: AsyncDatabase, query: Any) -> tuple[str, list[Any], compiler.Shape | None] | None:
+    """SQL, parameters and :class:`~peewee_async.compiler.Shape` of ``query``, walked once.
+
+    From the statement cache; else compiled by peewee, with no shape (not
+    through ``compile_query``, which would walk the query again); ``None``
+    while the server version is unknown: the database compiles the query
+    once its pool is open.
+    """
+    found = compiler.lookup(database, query)
+    if found is not None:
+        return found
+    if database.server_version is None:
+        return None
+    sql, params = compiler.peewee_compile(database, query)
+    return sql, params, None
 
 
 def built_rows(
@@ -217,16 +231,16 @@ def prepare_insert(database: AsyncDatabase, query: Any) -> None:
 
 async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
     """``_WriteQuery._execute`` and ``handle_result``: a row count, a key, or returned rows."""
-    found = None
+    shape = None
     try:
-        if query._returning:
-            # Its rows (the keys of an insert_many, RETURNING's columns) are built
-            # by the shape's row plan, as a select's are.
-            found = compiler.lookup(database, query)
-        if found is None:
+        # Returned rows (the keys of an insert_many, RETURNING's columns) are
+        # built by the shape's row plan, as a select's are.
+        compiled = _compiled(database, query) if query._returning else None
+        if compiled is None:
             cursor = await database._execute(Intent.WRITE, query)
         else:
-            cursor = await database._execute(Intent.WRITE, found[0], found[1])
+            sql, params, shape = compiled
+            cursor = await database._execute(Intent.WRITE, sql, params)
     except peewee.Insert.DefaultValuesException:
         return None  # peewee's answer for an insert with nothing to insert
     if not query._returning:
@@ -236,7 +250,7 @@ async def _execute_write(database: AsyncDatabase, query: Any) -> Any:
     result = query.handle_result(database, wrapper)
     if result is not wrapper:
         return result
-    if found is None:
+    if shape is None:
         wrapper.fill_cache()
         return list(wrapper.row_cache)
-    return _kept(query, wrapper, built_rows(query, cursor, found[2]))
+    return _kept(query, wrapper, built_rows(query, cursor, shape))
