@@ -179,10 +179,7 @@ def _object_builder(wrapper: Any) -> Callable[[Rows], list[Any]] | None:
     namespace: dict[str, Any] = {"new": object.__new__, "model": model}
     lines = [
         *_unpacked(wrapper.converters, namespace),
-        "instance = new(model)",
-        f"instance.__data__ = {{{', '.join(data)}}}",
-        "instance._dirty = set()",
-        "instance.__rel__ = {}",
+        *shapes.new_instance("instance", "model", ", ".join(data)),
         *attributes,
         "append(instance)",
     ]
@@ -201,7 +198,7 @@ def free_attribute(model: Any, name: str) -> bool:
     """
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name.startswith("_"):
         return False
-    defined = next((klass.__dict__[name] for klass in model.__mro__ if name in klass.__dict__), None)
+    defined = shapes.class_attribute(model, name)
     return not (hasattr(type(defined), "__set__") or hasattr(type(defined), "__delete__"))
 
 
@@ -304,10 +301,7 @@ def _compile_join_builder(
             lines.append(f"    {shapes.conversion(f'v{column_index}', column_index, converter, namespace)}")
     for index in number.values():
         data = ", ".join(f"{wrapper.columns[c]!r}: v{c}" for c in columns_of[index] if c not in attributes)
-        lines.append(f"    i{index} = new(m{index})")
-        lines.append(f"    i{index}.__data__ = {{{data}}}")
-        lines.append(f"    i{index}._dirty = set()")
-        lines.append(f"    i{index}.__rel__ = {{}}")
+        lines.extend(f"    {line}" for line in shapes.new_instance(f"i{index}", f"m{index}", data))
         for c in columns_of[index]:
             if c in attributes:
                 lines.append(f"    i{index}.{wrapper.columns[c]} = v{c}")
@@ -341,11 +335,11 @@ def _plain_foreign_key(model: Any, attr: str, related: Any) -> str | None:
     instances of ``related`` are of the model it points to, and the field it
     points to is read by peewee's plain accessor. ``None`` otherwise.
     """
-    accessor = next((k.__dict__[attr] for k in model.__mro__ if attr in k.__dict__), None)
+    accessor = shapes.class_attribute(model, attr)
     if type(accessor) is not peewee.ForeignKeyAccessor or not issubclass(related, accessor.rel_model):
         return None
     name: str = accessor.field.rel_field.name
-    reader = next((k.__dict__[name] for k in related.__mro__ if name in k.__dict__), None)
+    reader = shapes.class_attribute(related, name)
     return name if type(reader) is peewee.FieldAccessor else None
 
 

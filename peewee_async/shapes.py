@@ -200,6 +200,11 @@ def _overrides(cls: type, base: type, name: str) -> bool:
     return getattr(cls, name) is not getattr(base, name)
 
 
+def class_attribute(model: Any, name: str) -> Any:
+    """What the first class in ``model``'s MRO to define ``name`` holds (a descriptor itself), or ``None``."""
+    return next((klass.__dict__[name] for klass in model.__mro__ if name in klass.__dict__), None)
+
+
 def plain_model(model: Any) -> bool:
     """Whether instances of ``model`` are made and filled only by peewee's own code.
 
@@ -213,8 +218,7 @@ def plain_model(model: Any) -> bool:
     if any(_overrides(model, peewee.Model, name) for name in ("__init__", "__setattr__")):
         return False
     for name in model._meta.fields:
-        accessor = next((k.__dict__[name] for k in model.__mro__ if name in k.__dict__), None)
-        if type(accessor) not in _PLAIN_ACCESSORS:
+        if type(class_attribute(model, name)) not in _PLAIN_ACCESSORS:
             return False
     return True
 
@@ -299,6 +303,21 @@ def conversion(value: str, index: int, converter: Any, namespace: dict[str, Any]
     return f"{value} = c{index}({value})"
 
 
+def new_instance(target: str, model: str, data: str) -> list[str]:
+    """Lines of generated code making ``target`` an instance of ``model`` as peewee's wrappers leave one.
+
+    ``data`` is the items of its ``__data__`` (a dict display's); no field is
+    dirty, no related object cached. ``new`` is ``object.__new__`` in the
+    code's namespace.
+    """
+    return [
+        f"{target} = new({model})",
+        f"{target}.__data__ = {{{data}}}",
+        f"{target}._dirty = set()",
+        f"{target}.__rel__ = {{}}",
+    ]
+
+
 def _compile_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Sequence[Any]]], list[Any]]:
     """The body of :func:`row_builder`, written out for this model and these fields.
 
@@ -314,18 +333,14 @@ def _compile_builder(model: Any, fields: Sequence[Any]) -> Callable[[Sequence[Se
     ]
     targets = "".join(f"v{index}, " for index in range(len(fields)))
     data = ", ".join(f"{field.name!r}: v{index}" for index, field in enumerate(fields))
-    body = "\n".join(f"        {line}" for line in convert)
+    lines = [*convert, *new_instance("instance", "model", data), "append(instance)"]
+    body = "\n".join(f"        {line}" for line in lines)
     source = f"""\
 def build(rows):
     instances = []
     append = instances.append
     for {targets}in rows:
 {body}
-        instance = new(model)
-        instance.__data__ = {{{data}}}
-        instance._dirty = set()
-        instance.__rel__ = {{}}
-        append(instance)
     return instances
 """
     exec(compile(source, f"<peewee_async row builder of {model.__name__}>", "exec"), namespace)
