@@ -20,7 +20,7 @@ import pathlib
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import peewee
@@ -29,7 +29,7 @@ import pytest
 import peewee_async
 import peewee_asyncext
 
-from . import servers
+from . import servers, tables
 from .models import ALL_MODELS
 
 _sqlite_folder: pathlib.Path | None = None
@@ -171,25 +171,6 @@ def _require_server(server: str) -> None:
         pytest.skip(error)
 
 
-_tables_made: set[str] = set()
-
-
-def _sync_reset(database: peewee_async.AsyncDatabase, models: list[type[peewee.Model]], create: bool) -> None:
-    with database.bind_ctx(models):
-        previous = database.allow_sync
-        database.allow_sync = True
-        try:
-            if create:
-                database.drop_tables(models)
-                database.create_tables(models)
-            else:
-                for model in reversed(models):
-                    model.delete().execute()
-        finally:
-            database.close()
-            database.allow_sync = previous
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -197,6 +178,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "server session of a connection by its process id (to watch or kill it), which a pooler "
         "hides, or tests the server's own login; not run through PgBouncer",
     )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test without the ``db`` fixture may have written to the tables: emptied before their next use."""
+    if "db" not in getattr(item, "fixturenames", ()):
+        tables.forget_emptiness()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -227,12 +214,12 @@ async def db(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
     """A new database object of the backend's class, with ALL_MODELS bound to it and empty.
 
     After the test it checks that nothing leaked: no transaction left open and
-    every pooled connection given back.
+    every pooled connection given back. Then it empties the tables, those of
+    the models ``bind_models`` added first.
     """
     database = make_database(backend)
     server = BACKENDS[backend][0]
-    _sync_reset(database, ALL_MODELS, create=server not in _tables_made)
-    _tables_made.add(server)
+    tables.prepare(database, server, ALL_MODELS)
     with database.bind_ctx(ALL_MODELS):
         try:
             yield database
@@ -244,7 +231,11 @@ async def db(backend: str) -> AsyncIterator[peewee_async.AsyncDatabase]:
         finally:
             database.allow_sync = True
             await database.close_async()
-            _sync_reset(database, ALL_MODELS, create=False)
+            tables.empty(database, server, *reversed(_bound.pop(id(database), [])), ALL_MODELS)
+
+
+# The models bind_models added, per database object under test: emptied with ALL_MODELS.
+_bound: dict[int, list[list[type[peewee.Model]]]] = {}
 
 
 @pytest.fixture
@@ -267,21 +258,15 @@ def objects(db: peewee_async.AsyncDatabase) -> peewee_async.Manager:
 
 
 @pytest.fixture
-def bind_models(db: peewee_async.AsyncDatabase) -> Iterator[Callable[..., None]]:
-    """``bind_models(ModelA, ModelB)``: bind extra models of a test module to ``db``, with fresh tables."""
-    bound: list[type[peewee.Model]] = []
+def bind_models(backend: str, db: peewee_async.AsyncDatabase) -> Callable[..., None]:
+    """``bind_models(ModelA, ModelB)``: bind extra models of a test module to ``db``, their tables empty.
+
+    The tables stay for the next test that binds the same models (see ``tests/tables.py``).
+    """
 
     def bind(*models: type[peewee.Model]) -> None:
         db.bind(models)
-        _sync_reset(db, list(models), create=True)
-        bound.extend(models)
+        tables.prepare(db, BACKENDS[backend][0], models)
+        _bound.setdefault(id(db), []).append(list(models))
 
-    yield bind
-    if bound:
-        previous = db.allow_sync
-        db.allow_sync = True
-        try:
-            db.drop_tables(bound)
-        finally:
-            db.close()
-            db.allow_sync = previous
+    return bind

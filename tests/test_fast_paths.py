@@ -27,7 +27,7 @@ import pytest
 import peewee_async
 from peewee_async import shapes
 
-from .conftest import BACKENDS, _sync_reset, make_database, server_settings
+from .conftest import BACKENDS, make_database, server_settings
 from .models import CompositeKeyModel, NaturalKeyModel, UUIDTestModel
 
 
@@ -183,16 +183,10 @@ FAST_MODELS = [
 ]
 
 
-_tables_made: set[str] = set()
-
-
 @pytest.fixture
-def models(backend: str, db: peewee_async.AsyncDatabase) -> None:
-    """FAST_MODELS bound to ``db``, their tables made once per server and emptied for each test."""
-    server = BACKENDS[backend][0]
-    db.bind(FAST_MODELS)
-    _sync_reset(db, FAST_MODELS, create=server not in _tables_made)
-    _tables_made.add(server)
+def models(backend: str, db: peewee_async.AsyncDatabase, bind_models: Any) -> None:
+    """FAST_MODELS bound to ``db``, their tables empty."""
+    bind_models(*FAST_MODELS)
 
 
 def sync(objects: peewee_async.Manager, fn: Any) -> Any:

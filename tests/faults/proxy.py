@@ -29,7 +29,8 @@ import pytest
 import peewee_async
 from peewee_async.databases.pool import Pool
 
-from ..conftest import BACKENDS, _require_server, _sync_reset, _tables_made, make_database, server_settings
+from .. import tables
+from ..conftest import BACKENDS, _require_server, make_database, server_settings
 from ..models import ALL_MODELS
 
 #: The backends the network faults run on: one pooled class per driver.
@@ -202,8 +203,7 @@ async def faulty(
     _require_server(BACKENDS[backend][0])
     direct = direct_database(backend)
     server = BACKENDS[backend][0]
-    _sync_reset(direct, ALL_MODELS, create=server not in _tables_made)
-    _tables_made.add(server)
+    tables.prepare(direct, server, ALL_MODELS)
     database = make_database(
         backend, host="127.0.0.1", port=proxy.port, connect_timeout=1, acquire_timeout=2, query_timeout=1
     )
@@ -214,4 +214,4 @@ async def faulty(
             proxy.restore()
             with contextlib.suppress(Exception):
                 await database.close_async()
-            _sync_reset(direct, ALL_MODELS, create=False)
+            tables.empty(direct, server, ALL_MODELS)
