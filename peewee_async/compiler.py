@@ -191,6 +191,8 @@ def _content(value: Any) -> Any:
     """What ``value`` holds (its attributes), or ``None`` for a value that holds nothing."""
     if hasattr(value, "__dict__"):
         return vars(value) or None
+    if hasattr(value, "adapted"):  # psycopg2's adapters written in C (Binary), with neither
+        return [value.adapted]
     names = [name for cls in type(value).__mro__ for name in getattr(cls, "__slots__", ())]
     return [getattr(value, name, None) for name in names] or None
 

@@ -24,8 +24,9 @@ touched. The NAMEs:
   binary log and a replica replicating all of it by GTID, database ``test`` and
   the user ``peewee`` (a password of its own) on both.
 * ``pgbouncer`` (54350): PgBouncer in transaction pooling mode in front of the
-  machine's PostgreSQL (databases ``test`` and ``postgres``, user ``postgres``
-  trusted). Run as root, ``start`` installs Debian's package if it is missing.
+  machine's PostgreSQL (databases ``test``, ``postgres`` and any other name, as
+  the test workers' ``test_gw0``; user ``postgres`` trusted). Run as root,
+  ``start`` installs Debian's package if it is missing.
 
 The named forms are for fault tests: ``stop postgresql-primary`` then ``start
 postgresql-primary`` restarts it on its data. Each returns once the servers are

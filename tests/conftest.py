@@ -7,20 +7,28 @@ the same with ``MYSQL_``). A server that cannot be reached skips its tests with
 a message saying so, except under ``CI=true``, where it fails the run. SQLite
 needs no server: its tests use a file in a temporary folder of this run.
 
-With ``PEEWEE_ASYNC_PGBOUNCER=1`` (``.ci/run`` does it once) only the
-PostgreSQL tests run, every PostgreSQL class connecting through the PgBouncer
-of ``scripts/servers.py`` in transaction mode, with ``transaction_pooling=True``.
+With ``PEEWEE_ASYNC_PGBOUNCER=1`` (``.ci/run`` does it once) only the tests of
+``PGBOUNCER_BACKENDS`` run, every PostgreSQL class connecting through the
+PgBouncer of ``scripts/servers.py`` in transaction mode, with
+``transaction_pooling=True``.
+
+The tests run on two pytest-xdist workers (``-n 2`` in pyproject.toml; ``-n 0``
+runs them in one process). Each worker has a database of its own on each
+server, ``test_gw0`` beside the configured ``test`` (see ``tests/servers.py``),
+made at its first use; the tests that restart servers of ``scripts/servers.py``
+take turns (the ``one_at_a_time`` fixture).
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import pathlib
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import peewee
@@ -153,16 +161,23 @@ def _require_server(server: str) -> None:
         settings = server_settings(server)
         probe = make_database("postgres" if server == "postgres" else "mysql")
         try:
+            servers.make_worker_database(server)
             probe.connect()
             if server == "postgres":
                 probe.execute_sql("CREATE EXTENSION IF NOT EXISTS hstore")
             probe.close()
             _reachable[server] = None
         except peewee.DatabaseError as exc:
+            own = (
+                f" With pytest-xdist each worker makes a database of its own ({settings['database']!r}): "
+                "the user needs the right to make databases, or run with -n 0."
+                if servers.WORKER
+                else ""
+            )
             _reachable[server] = (
                 f"{server} at {settings['host']}:{settings['port']} (database {settings['database']!r}, "
                 f"user {settings['user']!r}) is unreachable: {exc}. Copy tests.json.sample to tests.json "
-                f"and point it at a server, or set {server.upper()}_HOST/PORT/USER/PASSWORD/DB."
+                f"and point it at a server, or set {server.upper()}_HOST/PORT/USER/PASSWORD/DB.{own}"
             )
     error = _reachable[server]
     if error is not None:
@@ -171,12 +186,32 @@ def _require_server(server: str) -> None:
         pytest.skip(error)
 
 
+#: The classes the PgBouncer run takes through PgBouncer: per driver, the plain class and the
+#: pooled one with the ext codecs (hstore and JSON registered on each new connection). The
+#: other PostgreSQL classes differ from these in nothing a pooler in between could change.
+PGBOUNCER_BACKENDS = (
+    *("postgres", "postgres-ext-pool"),
+    *("asyncpg", "asyncpg-ext-pool"),
+    *("psycopg", "psycopg-ext-pool"),
+)
+
+
+#: The marks of a module of tests on the servers of scripts/servers.py (see pytest_configure).
+SCRIPT_SERVERS = [pytest.mark.script_servers, pytest.mark.usefixtures("one_at_a_time")]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "direct_server: the test needs the server itself, not a pooler in front of it: it finds the "
         "server session of a connection by its process id (to watch or kill it), which a pooler "
         "hides, or tests the server's own login; not run through PgBouncer",
+    )
+    config.addinivalue_line(
+        "markers",
+        "script_servers: the test runs on the primaries, replicas and PgBouncer of scripts/servers.py, "
+        "stopping and restarting some (SCRIPT_SERVERS also makes it hold the one_at_a_time lock); "
+        "not run again through PgBouncer, as it picks its servers itself",
     )
 
 
@@ -187,18 +222,32 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Through PgBouncer, only the tests of PostgreSQL classes run, but those marked direct_server."""
+    """Through PgBouncer, only the tests of PGBOUNCER_BACKENDS run, but those marked
+    direct_server or script_servers."""
     if not THROUGH_PGBOUNCER:
         return
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
         values = params.params.values() if params is not None else ()
-        on_postgres = any(isinstance(v, str) and BACKENDS.get(v, ("",))[0] == "postgres" for v in values)
-        direct = item.get_closest_marker("direct_server") is not None
-        (kept if on_postgres and not direct else dropped).append(item)
+        through = any(isinstance(v, str) and v in PGBOUNCER_BACKENDS for v in values)
+        elsewhere = any(item.get_closest_marker(mark) for mark in ("direct_server", "script_servers"))
+        (kept if through and not elsewhere else dropped).append(item)
     config.hook.pytest_deselected(items=dropped)
     items[:] = kept
+
+
+@pytest.fixture
+def one_at_a_time() -> Iterator[None]:
+    """The test holds a lock that one test at a time may hold, across the pytest-xdist workers
+    (and other runs on this machine): the tests that stop and restart servers of
+    scripts/servers.py, or fill their databases, must not overlap."""
+    with open(pathlib.Path(tempfile.gettempdir()) / "peewee-async-tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(params=list(BACKENDS))

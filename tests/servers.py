@@ -13,6 +13,7 @@ import os
 import pathlib
 from typing import Any, NoReturn
 
+import peewee
 import pytest
 
 from peewee_async import AsyncDatabase
@@ -25,8 +26,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 ENV_KEYS = {"database": "DB", "host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
 
 
-def server_settings(server: str) -> dict[str, Any]:
-    """Connection settings of ``server`` ("postgres" or "mysql")."""
+#: The pytest-xdist worker of this process ("gw0", "gw1", ...), or None outside one.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER") or None
+
+
+def server_settings(server: str, *, of_worker: bool = True) -> dict[str, Any]:
+    """Connection settings of ``server`` ("postgres" or "mysql").
+
+    In a pytest-xdist worker the database is the worker's own, named after the
+    configured one (``test_gw0``): the workers' tests run side by side, and each
+    makes, fills and empties the same tables. ``of_worker=False`` gives the
+    configured database itself.
+    """
     settings = dict(DEFAULTS[server])
     config_file = ROOT / "tests.json"
     if config_file.exists():
@@ -35,7 +46,34 @@ def server_settings(server: str) -> dict[str, Any]:
         value = os.environ.get(f"{server.upper()}_{suffix}")
         if value is not None:
             settings[key] = int(value) if key == "port" else value
+    if of_worker and WORKER:
+        settings["database"] = f"{settings['database']}_{WORKER}"
     return settings
+
+
+def make_worker_database(server: str) -> None:
+    """Make this worker's database on ``server``, beside the configured one, unless it is there.
+
+    Raises peewee's ``DatabaseError`` when the server cannot be reached or the
+    user may not make databases.
+    """
+    if not WORKER:
+        return
+    settings = server_settings(server, of_worker=False)
+    base, name = settings.pop("database"), server_settings(server)["database"]
+    if server == "postgres":
+        admin: peewee.Database = peewee.PostgresqlDatabase(base, **settings)
+        try:
+            if admin.execute_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                admin.execute_sql('CREATE DATABASE "{}"'.format(name.replace('"', '""')))
+        finally:
+            admin.close()
+    else:
+        admin = peewee.MySQLDatabase(base, ssl_disabled=True, **settings)
+        try:
+            admin.execute_sql("CREATE DATABASE IF NOT EXISTS `{}`".format(name.replace("`", "``")))
+        finally:
+            admin.close()
 
 
 #: Where ``scripts/servers.py`` describes the servers it started (TLS, replication, PgBouncer).
@@ -63,7 +101,10 @@ def script_server(name: str) -> dict[str, Any]:
     state = script_servers()
     if name not in state:
         fail_or_skip(f"{name} is not running: start it with `python scripts/servers.py start`")
-    return dict(state[name])
+    settings = dict(state[name])
+    if name == "pgbouncer" and WORKER:  # in front of the machine's server: the worker's database there
+        settings["database"] = f"{settings['database']}_{WORKER}"
+    return settings
 
 
 def fail_or_skip(message: str) -> NoReturn:

@@ -20,8 +20,10 @@ import peewee_async
 from peewee_async import AsyncDatabase, Manager
 
 from . import replication, servers
-from .conftest import BACKENDS, _require_server, make_database
+from .conftest import BACKENDS, SCRIPT_SERVERS, _require_server, make_database
 from .models import ALL_MODELS, TestModel
+
+pytestmark = SCRIPT_SERVERS
 
 
 @pytest.fixture(params=replication.REPLICATED)

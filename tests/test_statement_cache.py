@@ -667,6 +667,27 @@ async def test_verification_fails_on_a_difference(
     db.statement_cache.clear()
 
 
+class Blobbed(peewee.Model):
+    data = peewee.BlobField()
+
+
+async def test_verification_compares_a_wrapped_value_by_what_it_holds(
+    objects: peewee_async.Manager, db: Any, bind_models: Any, verify: None
+) -> None:
+    """A blob reaches psycopg2 in its Binary wrapper, a C type equal only to itself and with no
+    attributes to compare: verification compares the value it wraps, and still sees a change."""
+    bind_models(Blobbed)
+    for value in (b"one", b"two"):  # the second from the cache, verified
+        await objects.create(Blobbed, data=value)
+    assert sorted(bytes(row.data) for row in await objects.execute(Blobbed.select())) == [b"one", b"two"]
+
+
+def test_a_wrapped_value_is_the_same_when_what_it_holds_is() -> None:
+    binary = pytest.importorskip("psycopg2").Binary
+    assert compiler._same_param(binary(b"x"), binary(b"x"))
+    assert not compiler._same_param(binary(b"x"), binary(b"y"))
+
+
 async def test_verification_of_rows_fails_on_a_difference(
     objects: peewee_async.Manager, db: Any, data: Any, verify: None
 ) -> None:

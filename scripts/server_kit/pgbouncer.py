@@ -78,6 +78,8 @@ def config() -> str:
         "[databases]\n"
         f"test = {upstream} dbname=test\n"
         f"postgres = {upstream} dbname=postgres\n"
+        # Any other name, the database of that name upstream: each pytest-xdist worker's own.
+        f"* = {upstream}\n"
         "\n[pgbouncer]\n"
         f"listen_addr = {HOST}\n"
         f"listen_port = {PORT}\n"
@@ -103,6 +105,15 @@ def config() -> str:
 def start(state: State) -> Settings:
     settings = {"host": HOST, "port": PORT, "database": "test", "user": "postgres", "password": ""}
     if ready():
+        ini = FOLDER / "pgbouncer.ini"
+        if ini.exists() and ini.read_text() != config():
+            # Started by an older checkout: the settings of this one, read again by SIGHUP.
+            ini.write_text(config())
+            pid = running_pid(FOLDER / "pgbouncer.pid", "pgbouncer")
+            if pid is not None:
+                os.kill(pid, signal.SIGHUP)
+                say(f"{NAME}: already up, its settings reloaded")
+                return settings
         say(f"{NAME}: already up")
         return settings
     # Running, yet not answering: the machine's PostgreSQL is down, and a second one would not help.

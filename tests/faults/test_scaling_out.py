@@ -18,8 +18,10 @@ import peewee_async
 from peewee_async import AsyncDatabase, Manager
 
 from .. import replication, servers
-from ..conftest import BACKENDS, POOLED
+from ..conftest import BACKENDS, POOLED, SCRIPT_SERVERS
 from ..models import ALL_MODELS, TestModel, TestModelAlpha, TestModelBeta
+
+pytestmark = SCRIPT_SERVERS
 
 TASKS = 2000
 POOL_SIZE = 10
