@@ -61,6 +61,7 @@ WORKLOADS: dict[str, tuple[int, int, str]] = {
     "stream": (20_000, 1_000_000, "rows streamed"),
     "get-expr": (300, 3000, "one row by a select query, objects.get(Item.select().where(...))"),
     "join-20": (100, 1000, "20 messages joined to their authors, two models a row"),
+    "annotated-20": (100, 1000, "20 users, each with the COUNT of its messages: a model and a count a row"),
     "count-where": (300, 3000, "COUNT(*) of a filtered select"),
     "update-where": (150, 1500, "UPDATE ... SET value = value + 1 WHERE id = ..."),
     "page-20": (12, 100, "a page of 20 joined messages and the COUNT(*) of all, two statements"),
@@ -187,7 +188,7 @@ class Bench:
         self.sync.database.connect(reuse_if_open=True)
         sync = self.sync
         self.ids = [row[0] for row in sync.Item.select(sync.Item.id).tuples()]
-        self.user_ids = [row[0] for row in sync.User.select(sync.User.id).tuples()]
+        self.user_ids = [row[0] for row in sync.User.select(sync.User.id).order_by(sync.User.id).tuples()]
         message = sync.Message
         self.message_ids = [row[0] for row in message.select(message.id).order_by(message.id).tuples()]
 
@@ -214,6 +215,9 @@ class Bench:
         if workload == "join-20":
             # The 20 messages up to a random id: never fewer than 20 of them.
             return [rng.choice(self.message_ids[PAGE - 1 :]) for _ in range(n)]
+        if workload == "annotated-20":
+            # The 20 users after a random id: never fewer than 20 of them.
+            return [rng.choice(self.user_ids[:-PAGE]) for _ in range(n)]
         if workload == "page-20":
             return [rng.randint(1, PAGES) for _ in range(n)]
         if workload == "app-mix":

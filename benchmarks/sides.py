@@ -205,6 +205,23 @@ def _messages(rows: Iterable[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _users(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """The raw sides' objects of annotated-20's rows: a dict of the user with its count."""
+    return [{"id": id_, "username": username, "messages": count} for id_, username, count in rows]
+
+
+def annotated_users(user: Any, message: Any, k: int) -> Any:
+    """The 20 users after id ``k``, each with the count of their messages (an attribute ``messages``)."""
+    return (
+        user.select(user, peewee.fn.COUNT(message.id).alias("messages"))
+        .join(message, peewee.JOIN.LEFT_OUTER)
+        .where(user.id > k)
+        .group_by(user)
+        .order_by(user.id)
+        .limit(PAGE)
+    )
+
+
 def private_timeline(message: Any, user_: Any, relationship: Any, user: Any) -> Any:
     """The twitter example's private timeline of ``user``: the messages of whom they follow, newest first."""
     following = (
@@ -308,6 +325,14 @@ class AsyncSide:
             query = message.select(message, user).join(user).where(message.id <= k)
             rows = await objects.execute(query.order_by(message.id.desc()).limit(PAGE))
             assert len(rows) == PAGE, (len(rows), k)
+        return len(ks)
+
+    async def annotated_20(self, ks: Sequence[int]) -> int:
+        objects, user, message = self.objects, self.User, self.Message
+        for k in ks:
+            query = annotated_users(user, message, k)
+            rows = await objects.execute(query)
+            assert len(rows) == PAGE and rows[0].messages == MESSAGES_PER_USER, (len(rows), k)
         return len(ks)
 
     async def count_where(self, ks: Sequence[int]) -> int:
@@ -490,6 +515,11 @@ class RawSide:
         self.sql_update_where = f"UPDATE {self.items} SET value = value + 1 WHERE id = {_ph(p, 1)}"
         self.sql_join_20 = (
             f"SELECT {columns} FROM {joined} WHERE m.id <= {_ph(p, 1)} ORDER BY m.id DESC LIMIT {PAGE}"
+        )
+        self.sql_annotated_20 = (
+            f"SELECT u.id, u.username, COUNT(m.id) AS messages FROM {users} AS u "
+            f"LEFT OUTER JOIN {messages} AS m ON m.user_id = u.id WHERE u.id > {_ph(p, 1)} "
+            f"GROUP BY u.id, u.username ORDER BY u.id LIMIT {PAGE}"
         )
         self.sql_page_count = f"SELECT COUNT(*) FROM {joined}"
         self.sql_page = f"SELECT {columns} FROM {joined} {order} LIMIT {PAGE} OFFSET {_ph(p, 1)}"
@@ -685,6 +715,16 @@ class RawSide:
             assert len(messages) == PAGE, (len(messages), k)
         return len(ks)
 
+    async def annotated_20(self, ks: Sequence[int]) -> int:
+        sql, acquire, cursor = self.sql_annotated_20, self.pool.acquire, self.cursor
+        for k in ks:
+            async with acquire() as conn, cursor(conn) as cur:
+                await cur.execute(sql, (k,))
+                rows = await cur.fetchall()
+            users = _users(rows)
+            assert len(users) == PAGE and users[0]["messages"] == MESSAGES_PER_USER, (len(users), k)
+        return len(ks)
+
     async def count_where(self, ks: Sequence[int]) -> int:
         sql, acquire, cursor = self.sql_count_where, self.pool.acquire, self.cursor
         for k in ks:
@@ -821,6 +861,15 @@ class RawSqliteSide(RawSide):
                 rows = await conn.execute_fetchall(sql, (k,))
             messages = _messages(rows)
             assert len(messages) == PAGE, (len(messages), k)
+        return len(ks)
+
+    async def annotated_20(self, ks: Sequence[int]) -> int:
+        sql, acquire = self.sql_annotated_20, self.pool.acquire
+        for k in ks:
+            async with acquire() as conn:
+                rows = await conn.execute_fetchall(sql, (k,))
+            users = _users(rows)
+            assert len(users) == PAGE and users[0]["messages"] == MESSAGES_PER_USER, (len(users), k)
         return len(ks)
 
     async def count_where(self, ks: Sequence[int]) -> int:
@@ -1048,6 +1097,15 @@ class RawAsyncpgSide(RawSide):
             assert len(messages) == PAGE, (len(messages), k)
         return len(ks)
 
+    async def annotated_20(self, ks: Sequence[int]) -> int:
+        sql, acquire = self.sql_annotated_20, self.pool.acquire
+        for k in ks:
+            async with acquire() as conn:
+                rows = await conn.fetch(sql, k)
+            users = _users(rows)
+            assert len(users) == PAGE and users[0]["messages"] == MESSAGES_PER_USER, (len(users), k)
+        return len(ks)
+
     async def count_where(self, ks: Sequence[int]) -> int:
         sql, acquire = self.sql_count_where, self.pool.acquire
         for k in ks:
@@ -1170,6 +1228,13 @@ class SyncSide:
             query = message.select(message, user).join(user).where(message.id <= k)
             rows = list(query.order_by(message.id.desc()).limit(PAGE))
             assert len(rows) == PAGE, (len(rows), k)
+        return len(ks)
+
+    def annotated_20(self, ks: Sequence[int]) -> int:
+        user, message = self.User, self.Message
+        for k in ks:
+            rows = list(annotated_users(user, message, k))
+            assert len(rows) == PAGE and rows[0].messages == MESSAGES_PER_USER, (len(rows), k)
         return len(ks)
 
     def count_where(self, ks: Sequence[int]) -> int:
