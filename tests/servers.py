@@ -46,9 +46,14 @@ def server_settings(server: str, *, of_worker: bool = True) -> dict[str, Any]:
         value = os.environ.get(f"{server.upper()}_{suffix}")
         if value is not None:
             settings[key] = int(value) if key == "port" else value
-    if of_worker and WORKER:
-        settings["database"] = f"{settings['database']}_{WORKER}"
+    if of_worker:
+        settings["database"] = worker_database(settings["database"])
     return settings
+
+
+def worker_database(name: str) -> str:
+    """This pytest-xdist worker's database beside database ``name`` (``test_gw0``); ``name`` outside one."""
+    return f"{name}_{WORKER}" if WORKER else name
 
 
 def make_worker_database(server: str) -> None:
@@ -60,7 +65,8 @@ def make_worker_database(server: str) -> None:
     if not WORKER:
         return
     settings = server_settings(server, of_worker=False)
-    base, name = settings.pop("database"), server_settings(server)["database"]
+    base = settings.pop("database")
+    name = worker_database(base)
     if server == "postgres":
         admin: peewee.Database = peewee.PostgresqlDatabase(base, **settings)
         try:
@@ -102,8 +108,8 @@ def script_server(name: str) -> dict[str, Any]:
     if name not in state:
         fail_or_skip(f"{name} is not running: start it with `python scripts/servers.py start`")
     settings = dict(state[name])
-    if name == "pgbouncer" and WORKER:  # in front of the machine's server: the worker's database there
-        settings["database"] = f"{settings['database']}_{WORKER}"
+    if name == "pgbouncer":  # in front of the machine's server: the worker's database there
+        settings["database"] = worker_database(settings["database"])
     return settings
 
 

@@ -17,12 +17,13 @@ writes this module does not see.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import peewee
 
-from peewee_async import AsyncDatabase
+from peewee_async import AsyncDatabase, Manager
 
 Models = tuple[type[peewee.Model], ...]
 
@@ -104,21 +105,9 @@ def forget_emptiness() -> None:
         state.empty.clear()
 
 
-class _sync:
+def _sync(database: AsyncDatabase) -> contextlib.AbstractContextManager[None]:
     """Sync queries allowed on ``database`` for a while, and its sync connection closed after."""
-
-    def __init__(self, database: AsyncDatabase) -> None:
-        self.database = database
-        self.previous = database.allow_sync
-
-    def __enter__(self) -> None:
-        self.database.allow_sync = True
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.database.close()
-        finally:
-            self.database.allow_sync = self.previous
+    return Manager(database).allow_sync()
 
 
 def _restarting_ids(database: AsyncDatabase, models: Sequence[type[peewee.Model]]) -> list[str]:
