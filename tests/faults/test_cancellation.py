@@ -179,11 +179,11 @@ async def test_atomic(db: peewee_async.AsyncDatabase, objects: peewee_async.Mana
             assert outcome.cancelled
             assert rows == [], "a cancelled transaction wrote rows"
 
-    outcomes = await cancel_at_every_step(db, work, after, before)
-    # Cancelled in several places, not only at the first step. How many depends on the load: a
-    # statement whose reply is there when the driver first polls completes without a step, which
-    # on a busy machine is most of them (60 to 300 cancelled runs alone, 6 beside a second worker).
-    assert sum(o.cancelled for o in outcomes) >= 5
+    # cancel_at_every_step fails if no run was cancelled. How many are depends on the load, not
+    # on the code: a statement whose reply is there when the driver first polls completes without
+    # an event-loop step, which on a busy machine is most of them (60 to 300 cancelled runs
+    # alone; 6, and once 3, beside a second test worker), so no larger count is asserted.
+    await cancel_at_every_step(db, work, after, before)
 
 
 async def test_atomic_cancelled_in_commit(
