@@ -722,3 +722,70 @@ async def test_aiopg_connects_where_the_event_loop_kept_a_closed_sockets_entry(b
         other.close()
         loop.remove_reader(number)
         loop.remove_writer(number)
+
+
+def _aiopg_sockets(loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+    """The event loop's entries of aiopg connections: number -> aiopg's callback handle."""
+    aiopg = pytest.importorskip("aiopg")
+    entries = {}
+    for number, key in loop._selector.get_map().items():  # type: ignore[attr-defined]
+        for handle in key.data or ():
+            if handle is not None and getattr(handle, "_callback", None) is aiopg.Connection._ready:
+                entries[number] = handle
+    return entries
+
+
+@pytest.mark.parametrize("backend", ["postgres", "postgres-pool"])
+@pytest.mark.parametrize("woken", [True, False], ids=["woken", "never-woken"])
+async def test_aiopg_connect_where_libpq_replaced_its_socket(backend, woken):
+    """libpq replaces the socket of a connection being opened: peewee's OperationalError, nothing left behind.
+
+    libpq's retry without TLS (``sslmode=prefer``, the server gone in the
+    handshake) opens a new socket, which takes the number of the one it just
+    closed; epoll forgot the old one and never hears of the new. aiopg then
+    failed with ``FileNotFoundError`` from the event loop, over libpq's error
+    (woken) or over the connect timeout (never woken). Made here with a
+    connect kept in progress (the server's accept queue is full) and another
+    socket put under its number.
+    """
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(3):  # fill the accept queue: later SYNs go unanswered
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        queued.append(sock)
+    db = make_database(backend, host="127.0.0.1", port=port, connect_timeout=1)
+    before = set(_aiopg_sockets(loop))
+    opening = asyncio.create_task(db.connect_async())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            new = set(_aiopg_sockets(loop)) - before
+            if new:
+                break
+        assert len(new) == 1, "the connection being opened has no entry in the event loop"
+        (number,) = new
+        handle = _aiopg_sockets(loop)[number]
+        with socket.socket() as replacement:
+            os.dup2(replacement.fileno(), number)  # epoll drops the socket it watched under this number
+        if woken:
+            loop.call_soon(handle._callback, *handle._args)
+        with pytest.raises(peewee.OperationalError) as raised:
+            await asyncio.wait_for(opening, 10)
+        assert str(raised.value).startswith("Could not connect to "), raised.value
+        assert not set(_aiopg_sockets(loop)) - before, "an entry of the failed connection stayed in the loop"
+    finally:
+        opening.cancel()
+        await db.close_async()
+        for sock in queued:
+            sock.close()
+        listener.close()
+    # The next connection, to the real server, is not troubled by what happened.
+    real = make_database(backend)
+    try:
+        assert (await asyncio.wait_for(real.execute_sql_async("SELECT 1"), 10)).fetchone() == (1,)
+    finally:
+        await real.close_async()

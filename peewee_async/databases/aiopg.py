@@ -11,7 +11,7 @@ import select
 import selectors
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import peewee
 
@@ -141,6 +141,30 @@ def _socket_gone(connection: Any, fileno: int) -> bool:
     return False
 
 
+def _connect_failure(exc: OSError) -> BaseException:
+    """What a connect that failed with ``exc``, an error of the event loop's bookkeeping, really met.
+
+    libpq may replace its socket while connecting: with ``sslmode=prefer`` a
+    failed TLS attempt is retried without TLS on a new socket, which usually
+    gets the number of the one just closed. epoll dropped the old socket and
+    does not know the new one, so aiopg's next change to the loop's entry
+    fails with ``FileNotFoundError``, raised over what happened: libpq's own
+    error (aiopg chains it as the cause), or our connect timeout's
+    cancellation (the context, met while aiopg closed the connection).
+    """
+    for met in (exc.__cause__, exc.__context__):
+        if isinstance(met, asyncio.CancelledError | TimeoutError):
+            return met
+        if psycopg2 is not None and isinstance(met, psycopg2.Error):
+            return cast(BaseException, met)
+    if psycopg2 is None:
+        return exc
+    lost = f"the connection's socket was lost while connecting ({exc})"
+    error: BaseException = psycopg2.OperationalError(lost)
+    error.__cause__ = exc
+    return error
+
+
 class AiopgDriver(PostgresqlDriver):
     """aiopg connections; hstore, JSON and UUID values are adapted as psycopg2 adapts them."""
 
@@ -157,17 +181,22 @@ class AiopgDriver(PostgresqlDriver):
 
     async def connect(self, database: AsyncDatabase, timeout: float | None, plain: bool = False) -> Any:
         dsn, params = connect_arguments(database, timeout)
-        _forget_closed_sockets(asyncio.get_running_loop())
-        return await aiopg.connect(
-            dsn,
-            # aiopg applies this one timeout to every statement; we bound
-            # statements ourselves and leave them unbounded, as psycopg2 does.
-            timeout=None,
-            enable_json=not plain,
-            enable_hstore=not plain and bool(getattr(database, "register_hstore", False)),
-            enable_uuid=not plain,
-            **params,
-        )
+        loop = asyncio.get_running_loop()
+        _forget_closed_sockets(loop)
+        try:
+            return await aiopg.connect(
+                dsn,
+                # aiopg applies this one timeout to every statement; we bound
+                # statements ourselves and leave them unbounded, as psycopg2 does.
+                timeout=None,
+                enable_json=not plain,
+                enable_hstore=not plain and bool(getattr(database, "register_hstore", False)),
+                enable_uuid=not plain,
+                **params,
+            )
+        except OSError as exc:
+            _forget_closed_sockets(loop)
+            raise _connect_failure(exc) from None
 
     def close(self, conn: ConnectionHolder) -> None:
         conn.raw.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import threading
 from typing import Any
 
 import peewee
@@ -132,3 +134,42 @@ async def test_stalled_new_connection_after_start(backend, faulty, proxy: Proxy)
     proxy.restore()
     assert (await faulty.execute_sql_async("SELECT 1")).fetchone() == (1,)
     assert faulty.pool.used == 0
+
+
+class ServerGoneAfterTlsOffer:
+    """Accepts one connection, offers TLS to it and hangs up, and listens no more.
+
+    A PostgreSQL server going down does this to a client with libpq's default
+    ``sslmode=prefer``: the TLS handshake fails, libpq opens a new socket
+    without TLS (it usually gets the number of the one it just closed), and
+    that connect is refused. A MySQL client is only hung up on.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, name="tls-offer", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        self._listener.close()
+        with conn:
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                if conn.recv(8):  # libpq's SSLRequest (a MySQL client waits for the server)
+                    conn.sendall(b"S")
+
+    def join(self) -> None:
+        self._thread.join(5)
+
+
+async def test_server_gone_between_tls_offer_and_retry(backend):
+    """The retry without TLS is refused: peewee's OperationalError naming the server, not an OSError."""
+    server = ServerGoneAfterTlsOffer()
+    try:
+        database = make_database(backend, host="127.0.0.1", port=server.port, connect_timeout=CONNECT_TIMEOUT)
+        error = await connect_error(database)
+    finally:
+        server.join()
+    assert_names_the_server(error, "127.0.0.1", server.port, settings(backend)["database"])
