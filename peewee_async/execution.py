@@ -131,7 +131,7 @@ async def _execute_select(database: AsyncDatabase, query: Any) -> list[Any]:
     if build is None:
         return _fill(query, cursor)
     # A plain model select: the same instances as peewee's wrapper makes, made directly.
-    return _keep(query, cursor, build(cursor.rows))
+    return _keep(query, cursor, row_plans.build_paused(build, cursor.rows))
 
 
 def _compiled(database: AsyncDatabase, query: Any) -> tuple[str, list[Any], compiler.Shape | None] | None:
@@ -165,7 +165,7 @@ def built_rows(
     plan = shape.rows
     if plan is None or plan.names != row_plans.column_names(cursor.description):
         plan = shape.rows = row_plans.plan_rows(query if rows_of is None else rows_of(query), cursor)
-    rows: list[Any] = plan.build(cursor.rows)
+    rows: list[Any] = row_plans.build_paused(plan.build, cursor.rows)
     if compiler.VERIFY:
         row_plans.verify_rows(query if rows_of is None else rows_of(query), cursor, rows)
     return rows

@@ -31,9 +31,10 @@ through the initialized wrapper's ``process_row``: peewee's own code, minus
 
 from __future__ import annotations
 
+import gc
 import keyword
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
@@ -50,6 +51,36 @@ _ModelTupleCursorWrapper: Any = peewee.ModelTupleCursorWrapper
 _ModelNamedTupleCursorWrapper: Any = peewee.ModelNamedTupleCursorWrapper
 
 Rows = Sequence[Sequence[Any]]
+Built = TypeVar("Built")
+
+#: Rows from which a result is built with the cycle collector paused (see :func:`build_paused`).
+PAUSE_COLLECTOR_ROWS = 128
+
+
+def build_paused(build: Callable[[Rows], Built], rows: Rows) -> Built:
+    """``build(rows)``, with the cycle collector paused while a result of many rows is built.
+
+    Each model instance is two objects the collector tracks (the instance and
+    its ``_dirty`` set). Building 1,000 of them runs the youngest
+    generation's collection three times, which finds nothing to free (every
+    instance is held by the result being built), and counts towards the
+    older generations' collections, the oldest of which goes over every
+    object of the process: their number grows with the rows read, not with
+    the garbage made. Paused for the build, the collector runs once after
+    it, at the next allocation. For fewer rows it would run no less often.
+
+    Only when the collector is on: an application that switched it off keeps
+    it off. It is on again when ``build`` returns or raises. The switch is the
+    process's, so a thread that turns the collector off while a build runs
+    in another finds it on again afterwards.
+    """
+    if len(rows) < PAUSE_COLLECTOR_ROWS or not gc.isenabled():
+        return build(rows)
+    gc.disable()
+    try:
+        return build(rows)
+    finally:
+        gc.enable()
 
 
 def column_names(description: Any) -> tuple[Any, ...]:

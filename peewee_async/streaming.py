@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from . import shapes
+from . import row_plans, shapes
 from .compiler import compile_query
 from .databases.driver import driver_message
 from .errors import ConnectionLost, QueryTimeout
@@ -143,7 +143,7 @@ class RowStream:
         if self._process is None:
             self._process = self._row_maker()
         # A chunk at a time: the rows of one chunk are in memory already.
-        self._rows = self._process(rows)
+        self._rows = row_plans.build_paused(self._process, rows)
         self._index = 1
         return self._rows[0]
 
