@@ -205,7 +205,7 @@ def read_intent(query: Any, intent: Intent = Intent.READ) -> Intent:
 
 def _fill(query: Any, cursor: FetchedCursor) -> list[Any]:
     wrapper = query._get_cursor_wrapper(cursor)
-    wrapper.fill_cache()
+    row_plans.build_paused(lambda rows: wrapper.fill_cache(), cursor.rows)  # peewee's wrapper reads them
     # Iterating the query later reads this cache instead of running it again.
     query._cursor_wrapper = wrapper
     return list(wrapper.row_cache)

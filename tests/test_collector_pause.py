@@ -3,8 +3,9 @@
 Each row's value goes through a field whose ``python_value`` notes whether the
 collector is on at that moment, so the tests see what the row builders did
 while they ran, on every backend and every path that builds rows: execute()
-of a model select (through the statement cache, and the first time, before
-it is cached), joined models, ``.dicts()``, and a stream's chunks. In
+of a model select (the first time, when its shape and rows are planned, and
+again), joined models, ``.dicts()``, peewee's own cursor wrapper (a
+query the cache cannot key), and a stream's chunks. In
 verification mode peewee reads each row again after the build, with the
 collector on: the tests count the values read with it paused.
 """
@@ -79,7 +80,7 @@ async def fill(objects: Any, rows: int, owner: Any = None) -> None:
 @pytest.mark.parametrize("rows", [MANY, FEW])
 async def test_execute_pauses_the_collector_for_many_rows_only(objects, counted, rows):
     await fill(objects, rows)
-    for _ in range(2):  # compiled by peewee, then from the statement cache
+    for _ in range(2):  # its shape and rows planned, then as planned
         result = await objects.execute(Counted.select().order_by(Counted.number))
         assert [row.number for row in result] == list(range(rows))
         assert noted.count(False) == (rows if rows >= PAUSE_COLLECTOR_ROWS else 0)
@@ -96,6 +97,20 @@ async def test_joined_rows_and_dicts_are_built_with_the_collector_paused(objects
     dicts = await objects.execute(Counted.select().order_by(Counted.number).dicts())
     assert [row["number"] for row in dicts] == list(range(MANY))
     assert noted.count(False) == 2 * MANY
+    assert gc.isenabled()
+
+
+class Always(peewee.SQL):
+    """A node class the statement cache does not know: its queries are compiled by peewee each time."""
+
+
+@pytest.mark.usefixtures("collector_on")
+async def test_rows_of_peewees_own_wrapper_are_built_with_the_collector_paused(objects, counted):
+    await fill(objects, MANY)
+    query = Counted.select(Counted.number, peewee.fn.LOWER("x").alias("x")).where(Always("1 = 1"))
+    rows = await objects.execute(query.order_by(Counted.number).namedtuples())
+    assert [row.number for row in rows] == list(range(MANY))
+    assert noted.count(False) == MANY
     assert gc.isenabled()
 
 
