@@ -159,8 +159,8 @@ def _connect_failure(exc: OSError) -> BaseException:
             return cast(BaseException, met)
     if psycopg2 is None:
         return exc
-    lost = f"the connection's socket was lost while connecting ({exc})"
-    error: BaseException = psycopg2.OperationalError(lost)
+    failed = f"the event loop failed on the connection's socket while connecting ({exc})"
+    error: BaseException = psycopg2.OperationalError(failed)
     error.__cause__ = exc
     return error
 
