@@ -75,7 +75,7 @@ class Statement:
     ``-1 - i`` for the constant number ``i`` (e.g. a ``LIMIT``).
     """
 
-    __slots__ = ("sql", "converters", "plan", "constants", "result", "_tail")
+    __slots__ = ("sql", "converters", "plan", "constants", "result", "_tail", "_unchanged")
 
     def __init__(
         self,
@@ -87,6 +87,9 @@ class Statement:
     ) -> None:
         self.sql = sql
         self.converters = tuple(converters)
+        # For each value, the type its converter returns as it is (an int for an
+        # IntegerField's db_value): a value of that very type is its parameter.
+        self._unchanged = tuple(unchanged_type(convert) for convert in self.converters)
         self.plan = tuple(plan)
         self.constants = tuple(constants)
         self.result = result  # what the caller needs to read the result (a field, a builder)
@@ -114,7 +117,10 @@ class Statement:
         """The parameters for ``values``; :class:`Fallback` if peewee would not bind one as is."""
         converted = []
         # zip() without strict=: the keyword alone costs more than the loop.
-        for convert, value in zip(self.converters, values):  # noqa: B905 (one converter per value)
+        for convert, unchanged, value in zip(self.converters, self._unchanged, values):  # noqa: B905
+            if type(value) is unchanged:  # never a node: what the converter would return
+                converted.append(value)
+                continue
             # peewee writes a node (or a model class) as SQL, before or after conversion.
             if isinstance(value, _SQL_VALUES):
                 raise Fallback

@@ -316,6 +316,10 @@ async def test_get_matches_sync_peewee_for_every_field_type(objects, models, eve
         lambda row: ((), {"big": None, "char": row.char}),  # IS NULL: generic path
         lambda row: ((), {"char__ilike": row.char.upper()}),  # a lookup operator: generic path
         lambda row: ((Every.integer > 1,), {}),  # not an equality: generic path
+        # Values of another type than the field's: converted as peewee converts them.
+        lambda row: ((), {"integer": str(row.integer), "id": str(row.id)}),
+        lambda row: ((Every.flag == 0,), {"small": float(row.small)}),
+        lambda row: ((Every.integer == row.integer,), {"amount": str(row.amount)}),
     ],
 )
 async def test_get_lookups_send_peewees_sql(objects, models, lookup, every_values):
@@ -330,6 +334,10 @@ async def test_get_lookups_send_peewees_sql(objects, models, lookup, every_value
             reference = sync(objects, lambda: Every.get(*args, **kwargs))
         assert state(fast) == state(reference)
         assert sent_fast == sent_sync
+        # Of the same types too (True == 1 and 1 == 1.0: the lists alone would not tell).
+        assert [list(map(type, params)) for _, params in sent_fast] == [
+            list(map(type, params)) for _, params in sent_sync
+        ]
 
 
 async def test_get_missing_raises_peewees_does_not_exist(objects, models):
