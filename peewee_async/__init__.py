@@ -44,6 +44,7 @@ from .lowlevel import (
     update_object,
 )
 from .manager import Manager
+from .prepared import PreparedQuery
 from .streaming import RowStream
 from .transactions import Transaction
 
@@ -63,6 +64,7 @@ __all__ = [
     "PooledPostgresqlDatabase",
     "PooledPsycopgDatabase",
     "PostgresqlDatabase",
+    "PreparedQuery",
     "PsycopgDatabase",
     "QueryTimeout",
     "RowStream",

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 import peewee
 
 from . import operations
 from .databases.base import AllowSync, AsyncDatabase, PrimaryReads
 from .execution import database_of, execute
+from .prepared import PreparedQuery
 from .streaming import DEFAULT_CHUNK_SIZE, RowStream
 from .streaming import iterate as _iterate
 from .transactions import Transaction
 
 M = TypeVar("M", bound=peewee.Model)
+P = ParamSpec("P")
 
 
 class Manager:
@@ -280,6 +282,26 @@ class Manager:
             oldest = await objects.scalar(User.select(fn.MAX(User.age)))
         """
         return await operations.scalar(self._db, query, as_tuple=as_tuple)
+
+    def prepare(self, build: Callable[P, Any]) -> PreparedQuery[P]:
+        """A query built by ``build`` of its arguments, run again without building it: see :doc:`prepared`.
+
+        Each call with arguments of types met before binds them into the SQL
+        compiled then: no building, no compile, no walk of the query. The
+        methods of the result (``execute``, ``get``, ``get_or_none``,
+        ``count``, ``exists``, ``scalar``) take ``build``'s arguments and
+        return what this Manager's methods of those names return for the
+        query ``build`` makes. ``build`` must make its query of its arguments
+        alone: a value it computes itself (the time now) is read once.
+        Example::
+
+            timeline = objects.prepare(
+                lambda user_id: Tweet.select(Tweet, User).join(User)
+                .where(Tweet.user == user_id).order_by(Tweet.id.desc()).limit(20)
+            )
+            tweets = await timeline.execute(user.id)
+        """
+        return PreparedQuery(lambda: self._db, build)
 
     # -- transactions --------------------------------------------------------
 

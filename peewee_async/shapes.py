@@ -164,9 +164,23 @@ def compile_statement(
 # -- the cache ---------------------------------------------------------------
 
 
-def _stamp(meta: Any) -> tuple[Any, ...]:
+def stamp(meta: Any) -> tuple[Any, ...]:
     """What a model's compiled SQL depends on; any change makes a new stamp."""
     return (meta.database, meta.table_name, meta._schema, meta.sorted_fields, meta.primary_key)
+
+
+def stamped(meta: Any, stamp: tuple[Any, ...]) -> bool:
+    """Whether the model of ``meta`` is as it was when ``stamp`` was taken of it.
+
+    Compared by identity: fields compare with == into SQL expressions.
+    """
+    return (
+        stamp[0] is meta.database
+        and stamp[1] is meta.table_name
+        and stamp[2] is meta._schema
+        and stamp[3] is meta.sorted_fields
+        and stamp[4] is meta.primary_key
+    )
 
 
 def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], Any]) -> Any:
@@ -182,20 +196,12 @@ def cached(database: AsyncDatabase, model: Any, key: Any, build: Callable[[], An
     meta = model._meta
     if entry is not None:
         cache.move_to_end((model, key))  # used now: the last to be pruned
-        # Compared by identity: fields compare with == into SQL expressions.
-        stamp = entry[0]
-        if (
-            stamp[0] is meta.database
-            and stamp[1] is meta.table_name
-            and stamp[2] is meta._schema
-            and stamp[3] is meta.sorted_fields
-            and stamp[4] is meta.primary_key
-        ):
+        if stamped(meta, entry[0]):
             return entry[1]
     if database.server_version is None:
         return None
     value = build()
-    cache.put((model, key), (_stamp(meta), value))
+    cache.put((model, key), (stamp(meta), value))
     return value
 
 

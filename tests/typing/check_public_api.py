@@ -67,6 +67,20 @@ async def manager_results(objects: Manager) -> None:
     assert_type(await objects.close(), None)
 
 
+async def prepared_queries(objects: Manager) -> None:
+    def by_name(name: str, limit_id: int = 0) -> Any:
+        return User.select().where((User.username == name) & (User.id > limit_id))
+
+    query = objects.prepare(by_name)
+    assert isinstance(query, peewee_async.PreparedQuery)
+    assert_type(await query.execute("x"), Any)
+    assert_type(await query.count("x", limit_id=2), int)
+    assert_type(await query.exists("x"), bool)
+    assert_type(await query.get_or_none("x", 1), Any)
+    await query.execute(1)  # type: ignore[arg-type]
+    await query.count("x", other=2)  # type: ignore[call-arg]
+
+
 async def manager_rejects(objects: Manager) -> None:
     tweet: Tweet = await objects.create(User, username="x")  # type: ignore[arg-type]
     await objects.create(int)  # type: ignore[type-var]
