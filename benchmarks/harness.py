@@ -61,6 +61,8 @@ WORKLOADS: dict[str, tuple[int, int, str]] = {
     "stream": (20_000, 1_000_000, "rows streamed"),
     "get-expr": (300, 3000, "one row by a select query, objects.get(Item.select().where(...))"),
     "join-20": (100, 1000, "20 messages joined to their authors, two models a row"),
+    "get-expr-prepared": (300, 3000, "get-expr's query prepared once, objects.prepare(...).get(k)"),
+    "join-20-prepared": (100, 1000, "join-20's query prepared once, objects.prepare(...).execute(k)"),
     "annotated-20": (100, 1000, "20 users, each with the COUNT of its messages: a model and a count a row"),
     "count-where": (300, 3000, "COUNT(*) of a filtered select"),
     "update-where": (150, 1500, "UPDATE ... SET value = value + 1 WHERE id = ..."),
@@ -208,11 +210,11 @@ class Bench:
         return {"async": self.async_, "raw": self.raw, "sync": self.sync, REFERENCE: self.ref}[name]
 
     def argument(self, workload: str, n: int, rng: random.Random) -> Any:
-        if workload in ("get", "get-c32", "txn-c16", "get-expr", "update-where"):
+        if workload in ("get", "get-c32", "txn-c16", "get-expr", "get-expr-prepared", "update-where"):
             return [rng.choice(self.ids) for _ in range(n)]
         if workload == "count-where":
             return [rng.randrange(ITEMS) for _ in range(n)]
-        if workload == "join-20":
+        if workload in ("join-20", "join-20-prepared"):
             # The 20 messages up to a random id: never fewer than 20 of them.
             return [rng.choice(self.message_ids[PAGE - 1 :]) for _ in range(n)]
         if workload == "annotated-20":

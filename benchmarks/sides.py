@@ -261,6 +261,18 @@ class AsyncSide:
         self.objects = peewee_async.Manager(database)
         self.Item, self.StreamRow = make_models(database, tag)
         self.User, self.Relationship, self.Message = make_timeline_models(database, tag)
+        item, message, user = self.Item, self.Message, self.User
+        # The queries of get-expr and join-20, prepared once (see docs/prepared.rst).
+        self.item_by_id = self.objects.prepare(lambda i: item.select().where(item.id == i))
+        self.messages_up_to = self.objects.prepare(
+            lambda k: (
+                message.select(message, user)
+                .join(user)
+                .where(message.id <= k)
+                .order_by(message.id.desc())
+                .limit(PAGE)
+            )
+        )
 
     async def close(self) -> None:
         await self.database.close_async()
@@ -324,6 +336,19 @@ class AsyncSide:
         for k in ks:
             query = message.select(message, user).join(user).where(message.id <= k)
             rows = await objects.execute(query.order_by(message.id.desc()).limit(PAGE))
+            assert len(rows) == PAGE, (len(rows), k)
+        return len(ks)
+
+    async def get_expr_prepared(self, ids: Sequence[int]) -> int:
+        get = self.item_by_id.get
+        for i in ids:
+            await get(i)
+        return len(ids)
+
+    async def join_20_prepared(self, ks: Sequence[int]) -> int:
+        execute = self.messages_up_to.execute
+        for k in ks:
+            rows = await execute(k)
             assert len(rows) == PAGE, (len(rows), k)
         return len(ks)
 
@@ -704,6 +729,13 @@ class RawSide:
     async def get_expr(self, ids: Sequence[int]) -> int:
         # A get by a query sends the same SELECT as a get by its lookups.
         return await self.get(ids)
+
+    # The raw driver has nothing to prepare: the prepared workloads are the same work to it.
+    async def get_expr_prepared(self, ids: Sequence[int]) -> int:
+        return await self.get_expr(ids)
+
+    async def join_20_prepared(self, ks: Sequence[int]) -> int:
+        return await self.join_20(ks)
 
     async def join_20(self, ks: Sequence[int]) -> int:
         sql, acquire, cursor = self.sql_join_20, self.pool.acquire, self.cursor
@@ -1221,6 +1253,13 @@ class SyncSide:
         for i in ids:
             item.select().where(item.id == i).get()
         return len(ids)
+
+    # peewee has no prepared queries: it builds and compiles each of them, as in get-expr and join-20.
+    def get_expr_prepared(self, ids: Sequence[int]) -> int:
+        return self.get_expr(ids)
+
+    def join_20_prepared(self, ks: Sequence[int]) -> int:
+        return self.join_20(ks)
 
     def join_20(self, ks: Sequence[int]) -> int:
         message, user = self.Message, self.User
