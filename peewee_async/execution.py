@@ -163,7 +163,11 @@ def built_rows(
     if not cursor.rows:
         return []  # nothing to build (and asyncpg describes no columns of an empty result)
     plan = shape.rows
-    if plan is None or plan.names != row_plans.column_names(cursor.description):
+    if (
+        plan is None
+        or plan.names != row_plans.column_names(cursor.description)
+        or plan.constructor is not getattr(query, "_constructor", None)
+    ):
         plan = shape.rows = row_plans.plan_rows(query if rows_of is None else rows_of(query), cursor)
     rows: list[Any] = row_plans.build_paused(plan.build, cursor.rows)
     if compiler.VERIFY:

@@ -38,6 +38,7 @@ import datetime
 import decimal
 import itertools
 import operator
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -69,6 +70,9 @@ _NUMBER = object()
 #: Marks a model class (a source) in the key, and an object by identity.
 _SOURCE = object()
 _ID = object()
+#: Marks a function by what it runs (see Walk.structure), and a bound method by its parts.
+_FUNCTION = object()
+_METHOD = object()
 #: Marks the columns an insert's row leaves to their defaults, followed by those fields.
 _DEFAULTS = object()
 #: Types of the values an insert_many() most often holds, never nodes: leaves at once.
@@ -105,7 +109,8 @@ class Slot:
 #   "a" an atom: a value bound as one parameter even when it is a list
 #   "s" structure: part of the key as it is (a node is walked, an object by id)
 #   "u" an UPDATE's {column: value}: columns are structure, values atoms or nodes
-#   "i" ignored: no effect on the SQL (the bound database, a cursor, a hash)
+#   "i" ignored: no effect on the SQL (the bound database, a cursor, a hash, the constructor
+#       of .objects(), which only the rows depend on: see row_plans.RowPlan.constructor)
 #   "n" LIMIT: an int is written into the SQL (compiler.NumbersContext), so is structure;
 #       anything else an operand
 #   "z" OFFSET: 0 is written into the SQL, so is structure; anything else an operand
@@ -117,7 +122,7 @@ _QUERY = {
     "_from": "o", "_where": "o", "_group_by": "o", "_having": "o", "_windows": "o",
     "_order_by": "o", "_limit": "n", "_offset": "z", "_for_update": "s",
     "_for_update_of": "s", "_for_update_nowait": "s", "_lateral": "s", "_alias": "s",
-    "_return_cursor": "s", "_row_type": "s", "_constructor": "s", "_load_tree": "s",
+    "_return_cursor": "s", "_row_type": "s", "_constructor": "i", "_load_tree": "s",
     "_insert": "r", "_columns": "s", "_on_conflict": "s", "_as_rowcount": "s", "_query_type": "s",
     "_database": "i", "_cursor_wrapper": "i", "_hash": "i", "_join_ctx": "i",
 }  # fmt: skip
@@ -164,10 +169,10 @@ _SPECS: dict[type, dict[str, str]] = {
     # Model.raw(sql, *params): the text as it is, each parameter bound as it is.
     peewee.ModelRaw: {
         "model": "s", "_returning": "o", "_database": "i", "_cursor_wrapper": "i", "_row_type": "s",
-        "_constructor": "s", "_sql": "s", "_params": "a",
+        "_constructor": "i", "_sql": "s", "_params": "a",
     },
     peewee.RawQuery: {
-        "_database": "i", "_cursor_wrapper": "i", "_row_type": "s", "_constructor": "s", "_sql": "s",
+        "_database": "i", "_cursor_wrapper": "i", "_row_type": "s", "_constructor": "i", "_sql": "s",
         "_params": "a",
     },
     peewee.OnConflict: {
@@ -607,8 +612,29 @@ class Walk:
             for item, other in value.items():
                 self.structure(item)
                 self.structure(other)
+        elif cls is types.FunctionType and value.__closure__ is None and value.__kwdefaults__ is None:
+            # A lambda written inline in a query (``.python_value(lambda s: s.split(","))``)
+            # is a new function at each call, doing what the last one did: the same code,
+            # the same module, defaults that are the same objects, no variables of an
+            # enclosing call. Keyed by identity, each call would make a new shape and
+            # crowd every other statement out of the cache. The entry holds the first
+            # function, so its code and defaults: their ids stay theirs.
+            add = self._add
+            add(_FUNCTION)
+            add(id(value.__code__))
+            add(id(value.__globals__))
+            defaults = value.__defaults__
+            add(None if defaults is None else tuple(map(id, defaults)))
+            self.holds.append(value)
+        elif cls is types.MethodType:
+            # A bound method is made at each attribute look-up: its function and object are what it is.
+            add = self._add
+            add(_METHOD)
+            add(id(value.__func__))
+            add(id(value.__self__))
+            self.holds.append(value)
         else:
-            # A function, a class, a converter: compared by identity.
+            # A class, a function of an enclosing call's variables, a converter: compared by identity.
             self._add(_ID)
             self._add(id(value))
             self.holds.append(value)

@@ -88,14 +88,23 @@ def column_names(description: Any) -> tuple[Any, ...]:
 
 
 class RowPlan:
-    """How one query shape's rows are built: ``build(rows)`` gives what peewee's wrapper gives."""
+    """How one query shape's rows are built: ``build(rows)`` gives what peewee's wrapper gives.
 
-    __slots__ = ("names", "build", "wrapper")
+    ``constructor`` is the query's ``.objects()`` constructor the plan was made
+    for: not part of the shape's key, since the SQL does not depend on it (a
+    new lambda at each call would otherwise make a new shape each call and
+    crowd the cache), so a query with another one needs another plan.
+    """
 
-    def __init__(self, names: tuple[Any, ...], build: Callable[[Rows], list[Any]], wrapper: Any) -> None:
+    __slots__ = ("names", "build", "wrapper", "constructor")
+
+    def __init__(
+        self, names: tuple[Any, ...], build: Callable[[Rows], list[Any]], wrapper: Any, constructor: Any
+    ) -> None:
         self.names = names
         self.build = build
         self.wrapper = wrapper
+        self.constructor = constructor
 
 
 def plan_rows(query: Any, cursor: FetchedCursor) -> RowPlan:
@@ -111,7 +120,7 @@ def plan_rows(query: Any, cursor: FetchedCursor) -> RowPlan:
         def build(rows: Rows) -> list[Any]:
             return [process(row) for row in rows]
 
-    return RowPlan(names, build, wrapper)
+    return RowPlan(names, build, wrapper, getattr(query, "_constructor", None))
 
 
 def _model_builder(query: Any, wrapper: Any) -> Callable[[Rows], list[Any]] | None:

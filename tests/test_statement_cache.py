@@ -640,6 +640,79 @@ async def test_raw_queries_are_keyed(
         assert found[2].rows.build.__code__.co_filename.startswith("<peewee_async"), "rows built by peewee"
 
 
+def _suffixed(suffix: str) -> Any:
+    """A converter made at each call with its own default: the same code, another function."""
+    return lambda value, suffix=suffix: f"{value}{suffix}"
+
+
+def _ending(tail: str) -> Any:
+    """A converter of a variable of the call that made it."""
+    return lambda value: value + tail
+
+
+def _tagging(tag: str) -> Any:
+    """A constructor of a variable of the call that made it."""
+    return lambda **row: (tag, row)
+
+
+class _Tagger:
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def convert(self, value: Any) -> Any:
+        return f"{value}{self.tag}"
+
+
+def _names(converter: Any) -> Any:
+    return (
+        Author.select(fn.LOWER(Author.name).python_value(converter).alias("n")).order_by(Author.id).tuples()
+    )
+
+
+async def test_functions_made_at_each_call(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """A lambda written inline in a query built at each call is a new function each time: one shape
+    for all of them, where it does what the last did (same code and module, the same defaults, no
+    variables of an enclosing call), else a shape of its own, and the rows of each call's own."""
+    before = len(db.statement_cache)
+    for _ in range(5):
+        rows = await objects.execute(_names(lambda value: value.upper()))
+        assert rows == sync(objects, lambda: list(_names(lambda value: value.upper())))
+    assert len(db.statement_cache) == before + 1
+    # Defaults of other objects, variables of an enclosing call, methods of other objects: their own rows.
+    for suffix in ("-x", "-y", "-x"):
+        rows = await objects.execute(_names(_suffixed(suffix)))
+        assert {row[0][-2:] for row in rows} == {suffix}
+        rows = await objects.execute(_names(lambda value, s=suffix: value + s + s))
+        assert {row[0][-4:] for row in rows} == {suffix * 2}
+        rows = await objects.execute(_names(_ending(suffix.upper())))
+        assert {row[0][-2:] for row in rows} == {suffix.upper()}
+        rows = await objects.execute(_names(_Tagger(suffix + "!").convert))
+        assert {row[0][-3:] for row in rows} == {suffix + "!"}
+    tagger = _Tagger("?")
+    keys = {query_keys.walk(_names(tagger.convert)).key for _ in range(3)}
+    assert len(keys) == 1  # a bound method is made at each look-up: its function and object key it
+
+
+async def test_objects_constructor_made_at_each_call(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """``.objects()`` with a constructor made at each call: one shape (the SQL is the same), each
+    call's rows made by its own constructor."""
+    before = len(db.statement_cache)
+    for tag in ("a", "b", "a", "c"):
+        query = Author.select(Author.id, Author.name).where(Author.id > 0).objects(_tagging(tag))
+        rows = await objects.execute(query)
+        assert rows and {row[0] for row in rows} == {tag}
+        assert [row[1] for row in rows] == [row[1] for row in sync(objects, lambda q=query: list(q.clone()))]
+    assert len(db.statement_cache) == before + 1
+    made = await objects.execute(Author.select().where(Author.id > 0).order_by(Author.id).objects(Post))
+    assert made and all(type(row) is Post for row in made)
+    plain = await objects.execute(Author.select().where(Author.id > 0).order_by(Author.id))
+    assert all(type(row) is Author for row in plain)
+
+
 async def test_a_changed_table_makes_another_key(objects: peewee_async.Manager, db: Any, data: Any) -> None:
     """A new table name (or database) gives the model a new table: the old statement is not reused."""
     before = query_keys.walk(Author.select().where(Author.id == 1)).key
