@@ -295,9 +295,10 @@ class Walk:
         add = self._add
         add(peewee.Value)
         converter = attributes["converter"]
-        add(converter if converter is None or converter is False else id(converter))
-        if converter is not None and converter is not False:
-            self.holds.append(converter)
+        if converter is None or converter is False:
+            add(converter)
+        else:
+            self.structure(converter)  # a bound method or inline lambda made per call: as in structure()
         if attributes["multi"]:
             values = attributes["values"]
             add(_MANY)

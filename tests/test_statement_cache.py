@@ -693,6 +693,18 @@ async def test_functions_made_at_each_call(
     tagger = _Tagger("?")
     keys = {query_keys.walk(_names(tagger.convert)).key for _ in range(3)}
     assert len(keys) == 1  # a bound method is made at each look-up: its function and object key it
+    # A value's converter, the same way.
+    for tag in ("1", "2", "1"):
+        query = Author.select().where(Author.name == peewee.Value("a", converter=_Tagger(tag).convert))
+        assert [graph(row) for row in await objects.execute(query)] == [
+            graph(row) for row in sync(objects, lambda q=query: list(q.clone()))
+        ]
+        assert [row.name for row in await objects.execute(query)] == [f"a{tag}"]
+    keys = {
+        query_keys.walk(Author.select().where(Author.name == peewee.Value("a", converter=tagger.convert))).key
+        for _ in range(3)
+    }
+    assert len(keys) == 1
 
 
 async def test_objects_constructor_made_at_each_call(
