@@ -79,7 +79,7 @@ class _Used(Exception):
 class _Plan:
     """The statement of one prepared query for one tuple of argument types, and how to bind it."""
 
-    __slots__ = ("cache", "stamps", "shape", "leaves", "slots", "query", "intent")
+    __slots__ = ("cache", "stamps", "shape", "leaves", "slots", "query", "select", "intent")
 
     def __init__(
         self,
@@ -96,7 +96,9 @@ class _Plan:
         self.leaves = leaves  # the first walk's leaves: the function's own values
         self.slots = slots  # (leaf index, argument position or name)
         self.query = query  # the query built first: the rows' row type and wrapper
-        self.intent = read_intent(query) if isinstance(query, peewee.SelectBase) else Intent.WRITE
+        self.select = isinstance(query, peewee.SelectBase)  # else an update or a delete
+        # Where a select runs when the database has replicas: a locking one on the primary.
+        self.intent = read_intent(query) if self.select else Intent.WRITE
 
     def fresh(self, database: AsyncDatabase) -> bool:
         return self.cache is database.statement_cache and all(
@@ -148,7 +150,7 @@ class PreparedQuery(Generic[P]):
             found = self._bound(db, plan, None, args, kwargs)
             if found is not None:
                 sql, params = found
-                if plan.intent is Intent.WRITE:
+                if not plan.select:
                     cursor = await db._execute(Intent.WRITE, sql, params)
                     return plan.query.handle_result(db, cursor)
                 cursor = await db._execute(_read(db, plan), sql, params)

@@ -351,3 +351,18 @@ async def test_bad_use(objects: peewee_async.Manager) -> None:
         await failing.execute(1)
     with pytest.raises(TypeError):
         await objects.prepare(lambda k: Author.select()).execute()  # type: ignore[call-arg]
+
+
+async def test_a_locking_select(objects: peewee_async.Manager, verify: None) -> None:
+    """A select ``for_update()``, prepared, inside a transaction: the Manager's rows, or its error
+    where the database has no FOR UPDATE."""
+    locked = objects.prepare(lambda k: Author.select().where(Author.id <= k).order_by(Author.id).for_update())
+    async with objects.atomic():
+        for k in (2, 3, 2):
+            try:
+                expected: Any = [graph(row) for row in await objects.execute(locked.query(k))]
+            except Exception as exc:
+                with pytest.raises(type(exc)):
+                    await locked.execute(k)
+                continue
+            assert [graph(row) for row in await locked.execute(k)] == expected

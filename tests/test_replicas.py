@@ -82,12 +82,19 @@ async def test_reads_run_on_the_replica_and_the_rest_on_the_primary(
     assert _texts(await objects.execute(TestModel.raw("SELECT * FROM testmodel"))) == ["old"]
     assert await peewee_async.count(TestModel.select()) == 1
     assert _texts(await peewee_async.execute(TestModel.select())) == ["old"]
+    by_text = objects.prepare(lambda text: TestModel.select().where(TestModel.text == text))
+    locked = objects.prepare(lambda text: TestModel.select().where(TestModel.text == text).for_update())
+    for _ in range(2):  # read, then bound into the plan
+        assert await by_text.count("new") == 0
+        assert await by_text.get_or_none("new") is None
+        assert _texts(await by_text.execute("old")) == ["old"]
 
     # Inside a transaction: the primary, which reads its own writes.
     async with objects.atomic():
         assert await objects.scalar(where) == primary_port
         assert (await objects.get(TestModel, text="new")).data == "2"
         assert await objects.count(TestModel.select()) == 2
+        assert await by_text.count("new") == 1
 
     # Pinned to the primary: this task and the tasks it starts meanwhile.
     async with objects.primary():
@@ -104,6 +111,10 @@ async def test_reads_run_on_the_replica_and_the_rest_on_the_primary(
     assert _texts(await objects.execute(TestModel.select().where(TestModel.text == "new").for_update())) == [
         "new"
     ]
+    for _ in range(2):
+        assert _texts(await locked.execute("new")) == ["new"]
+    async with objects.primary():
+        assert await by_text.count("new") == 1
     raw_write = TestModel.raw("UPDATE testmodel SET data = %s WHERE text = %s", "3", "new")
     await objects.execute(raw_write)
     async with objects.primary():
