@@ -252,8 +252,6 @@ class PreparedQuery(Generic[P]):
             first = walk(query)
         except Unkeyable:
             return None
-        if first.filled:
-            return None  # an insert's callable defaults are called at each run
         found = compiler.lookup(db, query, derived)
         if found is None:
             return None
