@@ -31,13 +31,14 @@ it is prepared: pass it as an argument.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec
 
 import peewee
 
 from . import compiler, operations, shapes
 from .compiler import Derived, Fallback
+from .cursor import FetchedCursor
 from .execution import built_rows, database_of, execute, read_intent
 from .intent import Intent
 from .query_keys import Unkeyable, Walk, walk
@@ -145,32 +146,27 @@ class PreparedQuery(Generic[P]):
     async def execute(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """:meth:`Manager.execute <peewee_async.Manager.execute>` of the query: its rows, or a row count."""
         db = self._database()
-        plan = self._plan(db, None, args, kwargs)
-        if plan is not None:
-            found = self._bound(db, plan, None, args, kwargs)
-            if found is not None:
-                sql, params = found
-                if not plan.select:
-                    cursor = await db._execute(Intent.WRITE, sql, params)
-                    return plan.query.handle_result(db, cursor)
-                cursor = await db._execute(_read(db, plan), sql, params)
+        ran = self._running(db, None, args, kwargs)
+        if ran is not None:
+            plan, running = ran
+            cursor = await running
+            if plan.select:
                 return built_rows(plan.query, cursor, plan.shape)
+            return plan.query.handle_result(db, cursor)
         query = self.query(*args, **kwargs)
         return await execute(database_of(query, db), query)
 
     async def get(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """:meth:`Manager.get <peewee_async.Manager.get>` of the query: its first row, or ``DoesNotExist``."""
         db = self._database()
-        plan = self._plan(db, operations.FIRST_ROW, args, kwargs)
-        if plan is not None:
-            found = self._bound(db, plan, operations.FIRST_ROW, args, kwargs)
-            if found is not None:
-                cursor = await db._execute(_read(db, plan), *found)
-                rows = built_rows(plan.query, cursor, plan.shape)
-                if rows:
-                    return rows[0]
-                query = self.query(*args, **kwargs)
-                raise operations._does_not_exist(operations.select_for_get(query))
+        ran = self._running(db, operations.FIRST_ROW, args, kwargs)
+        if ran is not None:
+            plan, running = ran
+            rows = built_rows(plan.query, await running, plan.shape)
+            if rows:
+                return rows[0]
+            query = self.query(*args, **kwargs)
+            raise operations._does_not_exist(operations.select_for_get(query))
         return await operations.get(db, self.query(*args, **kwargs))
 
     async def get_or_none(self, *args: P.args, **kwargs: P.kwargs) -> Any:
@@ -183,37 +179,46 @@ class PreparedQuery(Generic[P]):
     async def count(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """:meth:`Manager.count <peewee_async.Manager.count>` of the query."""
         db = self._database()
-        derived = operations.COUNTS[False]
-        plan = self._plan(db, derived, args, kwargs)
-        if plan is not None:
-            found = self._bound(db, plan, derived, args, kwargs)
-            if found is not None:
-                rows = (await db._execute(_read(db, plan), *found)).rows
-                return int((rows[0][0] if rows else None) or 0)  # COUNT is not converted
+        ran = self._running(db, operations.COUNTS[False], args, kwargs)
+        if ran is not None:
+            rows = (await ran[1]).rows
+            return int((rows[0][0] if rows else None) or 0)  # COUNT is not converted
         return await operations.count(db, self.query(*args, **kwargs))
 
     async def exists(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """:meth:`Manager.exists <peewee_async.Manager.exists>` of the query."""
         db = self._database()
-        plan = self._plan(db, operations.EXISTS, args, kwargs)
-        if plan is not None:
-            found = self._bound(db, plan, operations.EXISTS, args, kwargs)
-            if found is not None:
-                rows = (await db._execute(_read(db, plan), *found)).rows
-                return bool(rows and rows[0][0])
+        ran = self._running(db, operations.EXISTS, args, kwargs)
+        if ran is not None:
+            rows = (await ran[1]).rows
+            return bool(rows and rows[0][0])
         return await operations.exists(db, self.query(*args, **kwargs))
 
     async def scalar(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """:meth:`Manager.scalar <peewee_async.Manager.scalar>` of the query: its first value, or ``None``."""
         db = self._database()
-        plan = self._plan(db, operations.SCALAR, args, kwargs)
-        if plan is not None:
-            found = self._bound(db, plan, operations.SCALAR, args, kwargs)
-            if found is not None:
-                cursor = await db._execute(_read(db, plan), *found)
-                rows = built_rows(plan.query, cursor, plan.shape, rows_of=operations._tuples)
-                return rows[0][0] if rows else None
+        ran = self._running(db, operations.SCALAR, args, kwargs)
+        if ran is not None:
+            plan, running = ran
+            rows = built_rows(plan.query, await running, plan.shape, rows_of=operations._tuples)
+            return rows[0][0] if rows else None
         return await operations.scalar(db, self.query(*args, **kwargs))
+
+    def _running(
+        self, db: AsyncDatabase, derived: Derived | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[_Plan, Coroutine[Any, Any, FetchedCursor]] | None:
+        """The plan and the run of its statement with these arguments, to await; ``None``: build the query.
+
+        Not a coroutine itself: one await less between the caller and the driver.
+        """
+        plan = self._plan(db, derived, args, kwargs)
+        if plan is None:
+            return None
+        found = self._bound(db, plan, derived, args, kwargs)
+        if found is None:
+            return None
+        intent = Intent.WRITE if not plan.select else Intent.READ if db._replicas is None else plan.intent
+        return plan, db._execute(intent, *found)
 
     # -- plans -------------------------------------------------------------------
 
@@ -292,10 +297,6 @@ class PreparedQuery(Generic[P]):
             checked = query if derived is None else derived.build(query)
             compiler.verify_statement(db, checked, shape.sql, params)
         return shape.sql, params
-
-
-def _read(db: AsyncDatabase, plan: _Plan) -> Intent:
-    return Intent.READ if db._replicas is None else plan.intent
 
 
 def _preparable(query: Any, derived: Derived | None) -> bool:
