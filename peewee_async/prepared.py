@@ -31,6 +31,7 @@ it is prepared: pass it as an argument.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec
 
@@ -124,6 +125,11 @@ class PreparedQuery(Generic[P]):
                 f"prepare() takes a function building a query of its arguments, got {build!r}: "
                 "e.g. `objects.prepare(lambda user_id: Tweet.select().where(Tweet.user == user_id))`."
             )
+        if inspect.iscoroutinefunction(build):
+            raise TypeError(
+                f"prepare() takes a plain function returning the query, got the async function {build!r}: "
+                "building a query awaits nothing, so define it with `def` (or a lambda)."
+            )
         self._database = database
         self.build = build
         self._plans: dict[tuple[Derived | None, tuple[Any, ...]], Any] = {}
@@ -134,6 +140,8 @@ class PreparedQuery(Generic[P]):
     def query(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """The peewee query the function builds of these arguments."""
         query = self.build(*args, **kwargs)
+        if inspect.iscoroutine(query):
+            query.close()  # never awaited: closed now rather than warned of later
         if not isinstance(query, peewee.BaseQuery):
             raise TypeError(
                 f"The function of {self!r} returned {query!r}, not a peewee query: it must return "

@@ -169,17 +169,17 @@ def stamp(meta: Any) -> tuple[Any, ...]:
     return (meta.database, meta.table_name, meta._schema, meta.sorted_fields, meta.primary_key)
 
 
-def stamped(meta: Any, stamp: tuple[Any, ...]) -> bool:
-    """Whether the model of ``meta`` is as it was when ``stamp`` was taken of it.
+def stamped(meta: Any, taken: tuple[Any, ...]) -> bool:
+    """Whether the model of ``meta`` is as it was when its :func:`stamp` ``taken`` was taken.
 
     Compared by identity: fields compare with == into SQL expressions.
     """
     return (
-        stamp[0] is meta.database
-        and stamp[1] is meta.table_name
-        and stamp[2] is meta._schema
-        and stamp[3] is meta.sorted_fields
-        and stamp[4] is meta.primary_key
+        taken[0] is meta.database
+        and taken[1] is meta.table_name
+        and taken[2] is meta._schema
+        and taken[3] is meta.sorted_fields
+        and taken[4] is meta.primary_key
     )
 
 

@@ -215,13 +215,15 @@ async def test_arguments_that_decide_the_sql_are_built_each_call(
     assert not prepared(query), name
 
 
-async def test_none_takes_a_plan_of_its_own(objects: peewee_async.Manager, verify: None) -> None:
-    """``== None`` is IS NULL: a plan for NoneType apart from the one for int, each exact."""
+async def test_none_is_told_apart_by_its_type(objects: peewee_async.Manager, verify: None) -> None:
+    """``== None`` is IS NULL, which binds nothing: calls with None are built each time, calls with
+    an int keep their plan, each exact."""
     query = objects.prepare(lambda age: Author.select().where(Author.age == age).order_by(Author.id))
     for age in (None, 21, None, 22):
         rows = await query.execute(age)
         assert [graph(row) for row in rows] == rows_of(objects, Author.select().where(Author.age == age))
-    assert len(query._plans) == 2
+    assert query._plans[None, (type(None),)] is None
+    assert query._plans[None, (int,)] is not None
 
 
 async def test_a_value_the_function_computes_is_not_frozen(
@@ -341,9 +343,18 @@ async def test_verification_catches_a_value_frozen_by_preparing(
         await query.execute(0)
 
 
+async def _selects(k: int) -> Any:
+    return Author.select().where(Author.id == k)
+
+
 async def test_bad_use(objects: peewee_async.Manager) -> None:
     with pytest.raises(TypeError, match="function building a query"):
         objects.prepare(Author.select())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="define it with `def`"):
+        objects.prepare(_selects)
+    returning_a_coroutine = objects.prepare(lambda k: _selects(k))
+    with pytest.raises(TypeError, match="not a peewee query"):
+        await returning_a_coroutine.execute(1)  # closed: no "never awaited" warning, an error here
     with pytest.raises(TypeError, match="not a peewee query"):
         await objects.prepare(lambda k: [k]).execute(1)
     failing = objects.prepare(lambda k: Author.select().where(Author.nonexistent == k))  # type: ignore[attr-defined]
