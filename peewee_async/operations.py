@@ -350,16 +350,23 @@ async def count(database: AsyncDatabase | None, query: Any, clear_limit: bool = 
     if statement is not None:
         running = statement.run(db, Intent.READ, ())
         if running is not None:
-            cursor = await running
-            rows = cursor.rows
-            return int((rows[0][0] if rows else None) or 0)
+            return counted((await running).rows)
     ran = await _run_derived(db, query, COUNTS[bool(clear_limit)])
     if ran is not None:
-        rows = ran[0].rows
-        return int((rows[0][0] if rows else None) or 0)  # COUNT is not converted
+        return counted(ran[0].rows)
     flat = _flat_count(query, clear_limit)
     result = await scalar(db, _counting(query, clear_limit) if flat is None else flat)
     return int(result or 0)
+
+
+def counted(rows: Any) -> int:
+    """The number a COUNT statement's ``rows`` hold (not converted: the driver's int), 0 for none."""
+    return int((rows[0][0] if rows else None) or 0)
+
+
+def existing(rows: Any) -> bool:
+    """What an EXISTS statement's ``rows`` answer."""
+    return bool(rows and rows[0][0])
 
 
 _FLAT_COUNTABLE = (peewee.ModelSelect, peewee.Select)
@@ -432,7 +439,7 @@ async def exists(database: AsyncDatabase | None, query: Any) -> bool:
         rows = ran[0].rows
     else:
         rows = await execute(db, _exists_of(query).tuples().limit(1))
-    return bool(rows and rows[0][0])
+    return existing(rows)
 
 
 async def scalar(database: AsyncDatabase | None, query: Any, as_tuple: bool = False) -> Any:

@@ -189,8 +189,7 @@ class PreparedQuery(Generic[P]):
         db = self._database()
         ran = self._running(db, operations.COUNTS[False], args, kwargs)
         if ran is not None:
-            rows = (await ran[1]).rows
-            return int((rows[0][0] if rows else None) or 0)  # COUNT is not converted
+            return operations.counted((await ran[1]).rows)
         return await operations.count(db, self.query(*args, **kwargs))
 
     async def exists(self, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -198,8 +197,7 @@ class PreparedQuery(Generic[P]):
         db = self._database()
         ran = self._running(db, operations.EXISTS, args, kwargs)
         if ran is not None:
-            rows = (await ran[1]).rows
-            return bool(rows and rows[0][0])
+            return operations.existing((await ran[1]).rows)
         return await operations.exists(db, self.query(*args, **kwargs))
 
     async def scalar(self, *args: P.args, **kwargs: P.kwargs) -> Any:
@@ -277,10 +275,8 @@ class PreparedQuery(Generic[P]):
         slots = _slots(first, marked, args, kwargs)
         if slots is None:
             return None
-        models: dict[int, Any] = {
-            id(held): held for held in first.holds if isinstance(held, peewee.ModelBase)
-        }
-        stamps = [(meta, shapes.stamp(meta)) for meta in (model._meta for model in models.values())]
+        metas: set[Any] = {held._meta for held in first.holds if isinstance(held, peewee.ModelBase)}  # type: ignore[attr-defined]
+        stamps = [(meta, shapes.stamp(meta)) for meta in metas]
         return _Plan(db.statement_cache, stamps, found[2], list(first.leaves), slots, query)
 
     def _bound(
