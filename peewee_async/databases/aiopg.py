@@ -165,6 +165,39 @@ def _connect_failure(exc: OSError) -> BaseException:
     return error
 
 
+if aiopg is not None:
+
+    class _Connection(aiopg.Connection):  # type: ignore[name-defined,misc]
+        """aiopg's connection, except that a statement cut off by a cancellation leaves it open.
+
+        aiopg closes the connection there, before its caller can run again.
+        Our pool first asks the server to stop the statement, then closes the
+        connection (``Pool._stop_cut_off``): a pooler in transaction mode
+        forwards the stop only for a client still connected. While connecting
+        (``statements`` false), aiopg's own way stands: a half-open connection
+        is closed at once.
+        """
+
+        statements = False
+        _waiter: asyncio.Future[None] | None  # aiopg's: the statement's answer
+
+        async def _poll(self, waiter: asyncio.Future[None], timeout: float | None) -> None:
+            if not self.statements:
+                await super()._poll(waiter, timeout)
+                return
+            # aiopg's _poll, but for closing the connection when cancelled.
+            assert waiter is self._waiter, (waiter, self._waiter)
+            self._ready(self._weakref)
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except extensions.QueryCanceledError as exc:
+                handler_context = {"message": exc.pgerror, "exception": exc, "future": self._waiter}
+                self._loop.call_exception_handler(handler_context)
+                raise asyncio.CancelledError  # noqa: B904 - as aiopg raises it
+            finally:
+                self._waiter = None
+
+
 class AiopgDriver(PostgresqlDriver):
     """aiopg connections; hstore, JSON and UUID values are adapted as psycopg2 adapts them."""
 
@@ -184,11 +217,12 @@ class AiopgDriver(PostgresqlDriver):
         loop = asyncio.get_running_loop()
         _forget_closed_sockets(loop)
         try:
-            return await aiopg.connect(
+            raw = await _Connection(
                 dsn,
                 # aiopg applies this one timeout to every statement; we bound
                 # statements ourselves and leave them unbounded, as psycopg2 does.
-                timeout=None,
+                None,
+                False,
                 enable_json=not plain,
                 enable_hstore=not plain and bool(getattr(database, "register_hstore", False)),
                 enable_uuid=not plain,
@@ -197,6 +231,8 @@ class AiopgDriver(PostgresqlDriver):
         except OSError as exc:
             _forget_closed_sockets(loop)
             raise _connect_failure(exc) from None
+        raw.statements = True
+        return raw
 
     def close(self, conn: ConnectionHolder) -> None:
         conn.raw.close()

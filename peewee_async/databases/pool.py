@@ -411,10 +411,11 @@ class Pool:
                     raise
                 raise translated.with_traceback(exc.__traceback__)  # noqa: B904 - as peewee chains them
             except BaseException:
-                # Cut off (cancelled) before the answer was read. Close at once rather
-                # than at release: inside a transaction the server then rolls back and
-                # frees its locks now, not when the task gets round to leaving the block.
-                self._close_quietly(conn)
+                # Cut off (cancelled) before the answer was read: the connection is
+                # never used again. Stopped and closed now rather than at release:
+                # inside a transaction the server then rolls back and frees its locks
+                # now, not when the task gets round to leaving the block.
+                self._stop_cut_off(conn)
                 raise
             conn.interrupted = False
             return result
@@ -487,6 +488,33 @@ class Pool:
             logger.warning(
                 "Could not stop a timed-out statement on %s", self.database.describe(), exc_info=True
             )
+
+    def _stop_cut_off(self, conn: ConnectionHolder) -> None:
+        """Stop the statement a cancellation cut off on ``conn``, then close ``conn``, in a task of its own.
+
+        Closing alone would not stop it: a server notices a closed client only
+        when it next writes to it, once the statement is over, so a cancelled
+        query would hold its session, and inside a transaction its locks, for
+        as long as it runs. The stop request goes out before the close: a
+        pooler in transaction mode forwards it only for a client still connected.
+        """
+        if conn.closed:
+            return
+        # Marked closed now, so that nothing closes it before the stop is out
+        # (release, the database's close) and nothing hands it out again.
+        conn.closed = True
+        self.in_background(self._stop_then_close(conn))
+
+    async def _stop_then_close(self, conn: ConnectionHolder) -> None:
+        try:
+            async with asyncio.timeout(self.cancel_grace):
+                await self.driver.cancel(self.database, conn, self.cancel_grace)
+        except Exception:
+            # The server or the network is gone (then so is the statement), or
+            # the statement ended meanwhile: nothing is left to stop.
+            logger.debug("Could not stop a statement cut off on %s", self.database.describe(), exc_info=True)
+        finally:
+            self._close_now(conn)
 
     def _stopped_error(self, timeout: float | None, sql: str) -> QueryTimeout:
         return QueryTimeout(
@@ -592,6 +620,9 @@ class Pool:
         if conn.closed:
             return
         conn.closed = True
+        self._close_now(conn)
+
+    def _close_now(self, conn: ConnectionHolder) -> None:
         try:
             closing = self.driver.close(conn)
         except Exception:

@@ -9,7 +9,6 @@ as psycopg2 does and reads bytea as psycopg2's memoryview.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Sequence
@@ -94,27 +93,23 @@ if psycopg is not None:
     _WAIT_INTERVAL = _wait_interval()
 
     class _Connection(psycopg.AsyncConnection):  # type: ignore[name-defined,misc]
-        """psycopg's connection, except that a cancelled await closes it at once.
+        """psycopg's connection, except that a cancelled await returns at once.
 
         psycopg answers a cancellation by asking the server to stop the
         statement and then waiting (up to 5 s, twice) for its answer, which
-        never comes over a stalled network. Our pool closes a connection whose
-        statement was cut off and never reuses it (the other drivers behave so
-        too), so the cancellation takes effect now; ``query_timeout`` is what
-        stops a statement on the server.
+        never comes over a stalled network. Our pool never reuses a connection
+        whose statement was cut off: it asks the server to stop the statement,
+        bounded by its ``cancel_grace``, and then closes the connection (see
+        ``Pool._stop_cut_off``), so the cancellation takes effect now.
         """
 
         async def wait(self, gen: Any, interval: float = _WAIT_INTERVAL, timeout: float | None = None) -> Any:
             # The interval is psycopg's own: waiting with none (wait_async's
             # default, 0) wakes the event loop at every turn until the answer
             # comes, which kept a CPU busy for as long as each statement ran.
-            try:
-                return await psycopg_waiting.wait_async(
-                    gen, self.pgconn.socket, interval=interval, timeout=timeout
-                )
-            except asyncio.CancelledError:
-                self.pgconn.finish()
-                raise
+            return await psycopg_waiting.wait_async(
+                gen, self.pgconn.socket, interval=interval, timeout=timeout
+            )
 
     class _TextListDumper(psycopg_array.ListDumper):  # type: ignore[name-defined,misc]
         """A list of strings as a ``text[]``, as psycopg2 binds it (``ARRAY['a', 'b']``), not untyped.

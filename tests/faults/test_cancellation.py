@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import peewee
@@ -494,3 +495,51 @@ async def _pool(db: peewee_async.AsyncDatabase) -> Any:
     pool = db.pool
     assert pool is not None
     return pool
+
+
+def _long_sql(db: peewee_async.AsyncDatabase) -> str:
+    """A statement that runs for 30 seconds unless the server is told to stop it."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        return "SELECT pg_sleep(30)"
+    if isinstance(db, peewee.MySQLDatabase):
+        return "SELECT SLEEP(30)"
+    return (
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 100000000) "
+        "SELECT count(*) FROM r"
+    )
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
+async def test_cancelled_statement_stops_on_the_server(
+    db: peewee_async.AsyncDatabase, objects: peewee_async.Manager, in_transaction: bool
+) -> None:
+    """A task cancelled while its statement runs leaves nothing running on the server.
+
+    Closing the connection alone would not: a server notices a closed client
+    only when it next writes to it, after the statement, so a cancelled
+    30-second query would hold its session (and its locks) for 30 seconds.
+    """
+    sql = _long_sql(db)
+
+    async def work() -> None:
+        if in_transaction:
+            async with objects.atomic():
+                await db.execute_sql_async(sql)
+        else:
+            await db.execute_sql_async(sql)
+
+    task = asyncio.ensure_future(work())
+    if isinstance(db, peewee.SqliteDatabase):
+        await asyncio.sleep(0.3)
+    else:
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if server_statements(db):
+                break
+        assert server_statements(db), "the statement never showed on the server"
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await assert_no_leaks(db)  # waits (up to 5 s) for the server to show no statement of ours
+    assert time.monotonic() - started < 10
