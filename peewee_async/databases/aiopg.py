@@ -170,10 +170,10 @@ if aiopg is not None:
     class _Connection(aiopg.Connection):  # type: ignore[name-defined,misc]
         """aiopg's connection, except that a statement cut off by a cancellation leaves it open.
 
-        aiopg closes the connection there, before its caller can run again.
-        Our pool first asks the server to stop the statement, then closes the
-        connection (``Pool._stop_cut_off``): a pooler in transaction mode
-        forwards the stop only for a client still connected. While connecting
+        aiopg closes the connection there, before its caller can run again,
+        and a closed psycopg2 connection no longer tells its server session.
+        Our pool first asks the server to stop the statement of that session,
+        then closes the connection (``Pool._stop_cut_off``). While connecting
         (``statements`` false), aiopg's own way stands: a half-open connection
         is closed at once.
         """

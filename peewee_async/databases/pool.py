@@ -495,10 +495,16 @@ class Pool:
         Closing alone would not stop it: a server notices a closed client only
         when it next writes to it, once the statement is over, so a cancelled
         query would hold its session, and inside a transaction its locks, for
-        as long as it runs. The stop request goes out before the close: a
-        pooler in transaction mode forwards it only for a client still connected.
+        as long as it runs. The stop request goes out before the close, so
+        that the server session it names is still the statement's.
         """
         if conn.closed:
+            return
+        if getattr(self.database, "transaction_pooling", False):
+            # Behind PgBouncer the stop would be a cancel request, and PgBouncer
+            # before 1.20 can crash on one whose client leaves early (its issue
+            # 801): the statement is left to end as it would have, as before.
+            self._close_quietly(conn)
             return
         # Marked closed now, so that nothing closes it before the stop is out
         # (release, the database's close) and nothing hands it out again.

@@ -18,6 +18,7 @@ import pytest
 import peewee_async
 from peewee_async.cursor import FetchedCursor
 
+from ..conftest import THROUGH_PGBOUNCER
 from ..models import TestModel, TestModelAlpha, TestModelBeta, TestModelGamma
 from .cancelling import (
     Outcome,
@@ -520,6 +521,8 @@ async def test_cancelled_statement_stops_on_the_server(
     only when it next writes to it, after the statement, so a cancelled
     30-second query would hold its session (and its locks) for 30 seconds.
     """
+    if THROUGH_PGBOUNCER:
+        pytest.skip("behind PgBouncer a cut-off statement is not stopped (see docs/databases.rst)")
     sql = _long_sql(db)
 
     async def work() -> None:
