@@ -516,8 +516,8 @@ class Pool:
             async with asyncio.timeout(self.cancel_grace):
                 await self.driver.cancel(self.database, conn, self.cancel_grace)
         except Exception:
-            # The server or the network is gone (then so is the statement), or
-            # the statement ended meanwhile: nothing is left to stop.
+            # The server could not be reached within cancel_grace, or the
+            # statement ended meanwhile: the close below is all that is left.
             logger.debug("Could not stop a statement cut off on %s", self.database.describe(), exc_info=True)
         finally:
             self._close_now(conn)
