@@ -480,14 +480,14 @@ class Pool:
                 await asyncio.shield(cancelling)
         return result
 
-    async def _cancel_with_grace(self, conn: ConnectionHolder) -> None:
+    async def _cancel_with_grace(
+        self, conn: ConnectionHolder, what: str = "a timed-out statement", level: int = logging.WARNING
+    ) -> None:
         try:
             async with asyncio.timeout(self.cancel_grace):
                 await self.driver.cancel(self.database, conn, self.cancel_grace)
         except Exception:
-            logger.warning(
-                "Could not stop a timed-out statement on %s", self.database.describe(), exc_info=True
-            )
+            logger.log(level, "Could not stop %s on %s", what, self.database.describe(), exc_info=True)
 
     def _stop_cut_off(self, conn: ConnectionHolder) -> None:
         """Stop the statement a cancellation cut off on ``conn``, then close ``conn``, in a task of its own.
@@ -513,12 +513,9 @@ class Pool:
 
     async def _stop_then_close(self, conn: ConnectionHolder) -> None:
         try:
-            async with asyncio.timeout(self.cancel_grace):
-                await self.driver.cancel(self.database, conn, self.cancel_grace)
-        except Exception:
-            # The server could not be reached within cancel_grace, or the
-            # statement ended meanwhile: the close below is all that is left.
-            logger.debug("Could not stop a statement cut off on %s", self.database.describe(), exc_info=True)
+            # At DEBUG: a stop that fails found the server out of reach within
+            # cancel_grace, or the statement ended meanwhile; the close is what is left.
+            await self._cancel_with_grace(conn, "a statement cut off by a cancellation", logging.DEBUG)
         finally:
             self._close_now(conn)
 

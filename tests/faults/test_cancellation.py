@@ -484,7 +484,7 @@ def _sleep_sql(db: peewee_async.AsyncDatabase) -> str:
         return "SELECT pg_sleep(0.5)"
     if isinstance(db, peewee.MySQLDatabase):
         return "SELECT SLEEP(0.5)"
-    # SQLite: a query that takes a while (and ends by itself: its thread cannot be interrupted).
+    # SQLite: a query that takes a while and ends by itself.
     return (
         "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 500000) "
         "SELECT count(*) FROM r"
