@@ -511,6 +511,20 @@ def _long_sql(db: peewee_async.AsyncDatabase) -> str:
     )
 
 
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` waits: its chain of coroutines and the future at the end."""
+    where = []
+    step: Any = task.get_coro()
+    while step is not None:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is None:
+            where.append(repr(step))
+            break
+        where.append(f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return " -> ".join(where)
+
+
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
 async def test_cancelled_statement_stops_on_the_server(
     db: peewee_async.AsyncDatabase, objects: peewee_async.Manager, in_transaction: bool
@@ -532,6 +546,9 @@ async def test_cancelled_statement_stops_on_the_server(
         else:
             await db.execute_sql_async(sql)
 
+    # The connection is opened first, so the wait below is for the statement
+    # alone (a connect under a loaded machine may take seconds).
+    await db.execute_sql_async("SELECT 1")
     task = asyncio.ensure_future(work())
     if isinstance(db, peewee.SqliteDatabase):
         await asyncio.sleep(0.3)
@@ -541,14 +558,21 @@ async def test_cancelled_statement_stops_on_the_server(
             # Ours only: opening a connection runs statements too (the ext classes' hstore look-up).
             return [row for row in server_statements(db) if row[2] == sql]
 
-        for _ in range(500):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             if task.done():
                 await task  # raises what ended it
                 raise AssertionError(f"the statement ended by itself: {task.result()!r}")
             if running():
                 break
-        assert running(), "the statement never showed on the server"
+        if not running():
+            task.cancel()
+            raise AssertionError(
+                f"the statement never showed on the server; it showed {server_statements(db)!r}; "
+                f"the pool (size, free): {db.pool and (db.pool.size, db.pool.freesize)}; "
+                f"the task waits in: {_awaiting(task)}"
+            )
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
