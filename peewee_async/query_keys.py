@@ -271,8 +271,15 @@ class Walk:
     def table(self, node: Any) -> None:
         add = self._add
         add(peewee.Table)
-        add(id(node))
-        self.holds.append(node)
+        described = _table_description(node)
+        if described is None:
+            add(id(node))
+            self.holds.append(node)
+            return
+        add(described)
+        model = node.__dict__.get("_model")
+        if model is not None:
+            self.holds.append(model)
 
     def source(self, model: Any) -> None:
         """A model class: its identity, and that of its table the first time in the walk.
@@ -639,6 +646,39 @@ class Walk:
             self._add(_ID)
             self._add(id(value))
             self.holds.append(value)
+
+
+def _table_description(table: Any) -> tuple[Any, ...] | None:
+    """What the SQL of a ``peewee.Table`` depends on, or ``None`` if it holds values of other kinds.
+
+    A table made at each call (``Table(f"events_{day}")``, a helper that
+    builds its tables) is a new object each time: keyed by identity, each
+    call would compile anew and crowd every other statement out of the cache.
+    Its SQL is its path and alias (``__sql__``), and for an insert its columns
+    and primary key. Two tables peewee's hash calls equal are one source to
+    peewee's alias manager, as one table used twice is: the hash is in the
+    description, so the two are one source in the key too. The model is kept
+    by identity, as peewee's hash does.
+    """
+    attributes = table.__dict__
+    columns = attributes.get("_columns")
+    if columns is not None:
+        if type(columns) not in (list, tuple) or any(type(name) is not str for name in columns):
+            return None
+        columns = tuple(columns)
+    primary_key = attributes.get("_primary_key")
+    path = attributes.get("_path")
+    alias = attributes.get("_alias")
+    if (
+        type(table) is not peewee.Table
+        or (primary_key is not None and type(primary_key) is not str)
+        or type(path) is not tuple
+        or any(type(part) is not str for part in path)
+        or (alias is not None and type(alias) is not str)
+    ):
+        return None
+    model = attributes.get("_model")
+    return (attributes.get("_hash"), path, alias, columns, primary_key, None if model is None else id(model))
 
 
 def walk(query: Any, placing: bool = False, defaults: list[tuple[Any, Any, Any]] | None = None) -> Walk:

@@ -725,6 +725,87 @@ async def test_objects_constructor_made_at_each_call(
     assert all(type(row) is Author for row in plain)
 
 
+def _author_table(
+    alias: str | None = None, columns: Any = ("id", "name", "age"), pk: str | None = "id"
+) -> Any:
+    """The authors' table as a ``peewee.Table``, made anew at each call."""
+    return peewee.Table("author", columns, primary_key=pk, alias=alias)
+
+
+def _table_queries() -> list[tuple[str, Any]]:
+    """Queries of tables made at this call, each as peewee writes it differently."""
+    one = _author_table()
+    other = _author_table()
+    aliased = _author_table(alias="writer")
+    bare = peewee.Table("author")
+    return [
+        ("select", one.select(one.id, one.name).where(one.age > 20).order_by(one.id)),
+        ("all columns", one.select().where(one.id > 0)),
+        ("no columns", bare.select(bare.c.name).where(bare.c.id > 0)),
+        ("one table twice", one.select(one.name).where(one.id.in_(one.select(one.id).where(one.age > 21)))),
+        # Equal tables are one source to peewee (its hash): their aliases are the same.
+        (
+            "two equal tables",
+            one.select(one.name).where(one.id.in_(other.select(other.id).where(other.age > 21))),
+        ),
+        ("aliased", aliased.select(aliased.name).where(aliased.id > 1)),
+        (
+            "self join",
+            one.select(one.name, aliased.name).join(aliased, on=(one.id == aliased.id)).where(one.id > 0),
+        ),
+        ("update", one.update(age=one.age + 0).where(one.id == 0)),
+        ("insert, default columns", _author_table(columns=("id", "name")).insert([(100, "x")])),
+        ("insert, primary key", one.insert(name="y", age=3)),
+        ("insert, no primary key", _author_table(pk=None).insert(name="y", age=3)),
+        ("delete", one.delete().where(one.id == -1)),
+    ]
+
+
+def _keys_of(queries: Any) -> list[Any]:
+    """The key of each query, ``None`` for one peewee compiles every time."""
+    keys = []
+    for query in queries:
+        try:
+            keys.append(query_keys.walk(query).key)
+        except query_keys.Unkeyable:
+            keys.append(None)
+    return keys
+
+
+async def test_tables_made_at_each_call(
+    objects: peewee_async.Manager, db: Any, data: Any, verify: None
+) -> None:
+    """A ``peewee.Table`` made at each call is keyed by what its SQL depends on, not by identity: one
+    shape for all the calls, peewee's SQL for each, and no shape shared where peewee writes another."""
+    for name, query in _table_queries():
+        assert compiler.compile_query(db, query) == compiler.peewee_compile(db, query), name
+    keys = _keys_of(query for _, query in _table_queries())
+    assert keys == _keys_of(query for _, query in _table_queries())
+    names = [name for name, _ in _table_queries()]
+    assert [name for name, key in zip(names, keys, strict=True) if key is None] == ["insert, default columns"]
+    assert keys[names.index("one table twice")] == keys[names.index("two equal tables")]
+    sqls = [compiler.peewee_compile(db, query)[0] for _, query in _table_queries()]
+    for key, sql in zip(keys, sqls, strict=True):
+        # One key, one SQL; the other way round, only the equal tables share one.
+        assert {
+            other_sql for other_key, other_sql in zip(keys, sqls, strict=True) if key and other_key == key
+        } <= {sql}
+    assert len({key for key in keys if key is not None}) == len(keys) - 2
+    before = len(db.statement_cache)
+    for _ in range(4):
+        one = _author_table()
+        rows = await objects.execute(one.select(one.id, one.name).where(one.age > 21).order_by(one.id))
+        assert rows == sync(
+            objects, lambda t=one: list(t.select(t.id, t.name).where(t.age > 21).order_by(t.id).bind(db))
+        )
+        assert await objects.execute(one.update(age=one.age + 0).where(one.id == -1)) == 0
+    assert len(db.statement_cache) == before  # the shapes compiled above, for other tables of the same SQL
+    created = await objects.execute(_author_table().insert(name="made", age=1))
+    assert created == (await objects.get(Author, name="made")).id
+    other_name = peewee.Table("author_elsewhere", ("id", "name"))
+    assert "author_elsewhere" in compiler.compile_query(db, other_name.select(other_name.id))[0]
+
+
 async def test_a_changed_table_makes_another_key(objects: peewee_async.Manager, db: Any, data: Any) -> None:
     """A new table name (or database) gives the model a new table: the old statement is not reused."""
     before = query_keys.walk(Author.select().where(Author.id == 1)).key
