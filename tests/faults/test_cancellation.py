@@ -559,20 +559,18 @@ async def test_cancelled_statement_stops_on_the_server(
             return [row for row in server_statements(db) if row[2] == sql]
 
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        while not running():
             if task.done():
                 await task  # raises what ended it
                 raise AssertionError(f"the statement ended by itself: {task.result()!r}")
-            if running():
-                break
-        if not running():
-            task.cancel()
-            raise AssertionError(
-                f"the statement never showed on the server; it showed {server_statements(db)!r}; "
-                f"the pool (size, free): {db.pool and (db.pool.size, db.pool.freesize)}; "
-                f"the task waits in: {_awaiting(task)}"
-            )
+            if time.monotonic() > deadline:
+                task.cancel()
+                raise AssertionError(
+                    f"the statement never showed on the server; it showed {server_statements(db)!r}; "
+                    f"the pool (size, free): {db.pool and (db.pool.size, db.pool.freesize)}; "
+                    f"the task waits in: {_awaiting(task)}"
+                )
+            await asyncio.sleep(0.01)
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
